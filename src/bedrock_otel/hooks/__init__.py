@@ -1,0 +1,1 @@
+"""Hooks into the Anthropic SDK and its HTTP client: what is patched (targets), how (wrappers), and the patcher."""

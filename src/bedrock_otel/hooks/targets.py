@@ -1,0 +1,39 @@
+"""The patch table: every place bedrock_otel hooks into, as data. Missing targets are skipped, not fatal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import wrappers
+
+
+@dataclass(frozen=True)
+class Target:
+    module: str
+    qualname: str
+    wrapper: Callable[..., Any]
+    # "wrapt": a wrapt FunctionWrapper; "plain": `wrapper(original)` returns the replacement function.
+    style: str = "wrapt"
+    why: str = ""
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("anthropic._base_client", "SyncAPIClient.request", wrappers.request,
+           why="one call with its retries: labels, span, duration start"),
+    Target("anthropic._base_client", "AsyncAPIClient.request", wrappers.arequest, why="async twin"),
+    Target("anthropic._streaming", "Stream.__stream__", wrappers.stream_items,
+           why="what the caller gets: masquerades, usage, exceptions, early stop"),
+    Target("anthropic._streaming", "AsyncStream.__stream__", wrappers.astream_items, why="async twin"),
+    Target("anthropic._streaming", "Stream._iter_events", wrappers.stream_events,
+           why="every decoded SSE event, including ping and error"),
+    Target("anthropic._streaming", "AsyncStream._iter_events", wrappers.astream_events, why="async twin"),
+    Target("anthropic._streaming", "Stream.close", wrappers.close, why="the caller closed the stream"),
+    Target("anthropic._streaming", "AsyncStream.close", wrappers.close, why="async twin"),
+    Target("anthropic.lib.bedrock._stream_decoder", "AWSEventStreamDecoder._parse_message_from_event",
+           wrappers.frame_hook, style="plain", why="Bedrock frames the decoder drops (per frame: no wrapt)"),
+    Target("httpx", "Client.send", wrappers.send, why="each HTTP attempt: status, rate-limit headers (SDK < 1.0)"),
+    Target("httpx", "AsyncClient.send", wrappers.asend, why="async twin"),
+    Target("httpx2", "Client.send", wrappers.send, why="each HTTP attempt (SDK >= 1.0 uses httpx2)"),
+    Target("httpx2", "AsyncClient.send", wrappers.asend, why="async twin"),
+)

@@ -1,0 +1,76 @@
+"""`BedrockOtelInstrumentor`: the OpenTelemetry `BaseInstrumentor` entry point, and what it sets up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+from . import runtime
+from ._version import __version__
+from .config import Settings, sdk_disabled
+from .hooks.patcher import Patcher
+
+log = logging.getLogger("bedrock_otel")
+
+SUPPORTED_ANTHROPIC = "anthropic >= 0.25.0, < 3"
+SCOPE = "bedrock_otel"
+
+PATCHER = Patcher()
+_PROMETHEUS_RECORDERS: dict[int, Any] = {}  # one per registry, so counters survive re-instrumenting
+_OTEL_RECORDERS: dict[int, Any] = {}  # one per meter provider (instruments cannot be unregistered)
+
+
+class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments the Anthropic SDK's streams. Keyword arguments: `tracer_provider`, `meter_provider`,
+    `registry` (a prometheus_client registry) and any setting of `bedrock_otel.config.SETTINGS`."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return (SUPPORTED_ANTHROPIC,)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        if sdk_disabled():
+            log.info("bedrock_otel: OTEL_SDK_DISABLED=true, not instrumenting")
+            return
+        tracer_provider = kwargs.pop("tracer_provider", None)
+        meter_provider = kwargs.pop("meter_provider", None)
+        registry = kwargs.pop("registry", None)
+        settings = Settings.load(kwargs)  # raises ConfigError naming the setting
+        recorders = []
+        if "prometheus" in settings.metrics:
+            recorders.append(_prometheus_recorder(registry))
+        if "otel" in settings.metrics:
+            recorders.append(_otel_recorder(meter_provider))
+        tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+        runtime.ACTIVE = runtime.Runtime(settings, recorders, tracer)
+        PATCHER.apply()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        runtime.ACTIVE = None
+        PATCHER.restore()
+
+
+def _prometheus_recorder(registry: Any) -> Any:
+    from prometheus_client import REGISTRY
+
+    from .telemetry.prometheus import PrometheusRecorder
+
+    registry = REGISTRY if registry is None else registry
+    recorder = _PROMETHEUS_RECORDERS.get(id(registry))
+    if recorder is None or recorder.registry is not registry:
+        recorder = _PROMETHEUS_RECORDERS[id(registry)] = PrometheusRecorder(registry)
+    return recorder
+
+
+def _otel_recorder(meter_provider: Any) -> Any:
+    from .telemetry.otel import OtelRecorder
+
+    key = id(meter_provider)
+    cached = _OTEL_RECORDERS.get(key)
+    if cached is None or cached[0] is not meter_provider:
+        meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
+        cached = _OTEL_RECORDERS[key] = (meter_provider, OtelRecorder(meter))
+    return cached[1]

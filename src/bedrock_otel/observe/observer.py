@@ -1,0 +1,411 @@
+"""One observer per streamed call: the per-event hot path and everything a stream learns until it ends.
+
+Two layers of the SDK feed it (see docs/architecture.md):
+
+- raw: `Stream._iter_events` yields every decoded `ServerSentEvent` before the SDK drops `ping` or raises on
+  `error`. The hot loop here counts events by their wire name; everything but `content_block_delta` takes
+  the rare path (`_on_event`).
+- typed: `Stream.__stream__` yields what the caller gets. The hot loop skips items of classes known to be
+  uninteresting; start and delta events carry usage, ids and the #1472 masquerade.
+
+The stream ends exactly once (`finish`), whichever comes first: the typed generator returning, raising or
+being closed, the caller closing the stream, the response being garbage-collected, or the request failing.
+Metrics and span attributes are recorded only then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
+
+from .. import semconv as sc
+from . import classify
+from .labels import CallLabels
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger("bedrock_otel")
+
+DELTA = sc.CONTENT_BLOCK_DELTA
+_NEVER = object()  # a wire name that matches nothing: sends every event down the rare path
+
+
+class _Replace:
+    """Repair mode: what the caller gets instead of a masquerading item (nothing, or an exception)."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: Exception | None) -> None:
+        self.exception = exception
+
+
+_DROP = _Replace(None)
+
+# span-events levels
+NONE, ERRORS, BOUNDARIES, ALL = range(4)
+SPAN_EVENT_LEVELS = {"none": NONE, "errors": ERRORS, "boundaries": BOUNDARIES, "all": ALL}
+
+# how a stream ended, as seen by the hook that noticed
+BODY_ENDED, RAISED, CALLER_STOPPED = "body_ended", "raised", "caller_stopped"
+
+# item classes: 0 = nothing to look at, 1 = *MessageStartEvent, 2 = *MessageDeltaEvent (learned per class)
+_PLAIN, _START, _MESSAGE_DELTA = 0, 1, 2
+_ITEM_KINDS: dict[type, int] = {}
+_PLAIN_CLASSES: set[type] = set()
+
+
+def _item_kind(cls: type) -> int:
+    kind = _ITEM_KINDS.get(cls)
+    if kind is None:
+        name = cls.__name__
+        kind = _START if name.endswith("MessageStartEvent") else _MESSAGE_DELTA if name.endswith(
+            "MessageDeltaEvent") else _PLAIN
+        _ITEM_KINDS[cls] = kind
+        if kind == _PLAIN:
+            _PLAIN_CLASSES.add(cls)
+    return kind
+
+
+class CallContext:
+    """What one SDK call learns from its HTTP attempts (set in a context variable while the call runs)."""
+
+    __slots__ = ("__weakref__", "attempts", "labels", "request_id")
+
+    def __init__(self, labels: CallLabels) -> None:
+        self.labels = labels
+        self.request_id: str | None = None
+        self.attempts = 0
+
+
+class StreamObserver(CallContext):
+    """Per-stream state. Holds no reference to the stream or its response, so lifetimes stay the SDK's."""
+
+    __slots__ = (
+        "_finalizer",
+        "_open",
+        "counts",
+        "errors",
+        "exception_type",
+        "first_chunk_ns",
+        "level",
+        "malformed",
+        "output_text",
+        "response_id",
+        "response_model",
+        "runtime",
+        "span",
+        "started_ns",
+        "stop_reason",
+        "typed_attached",
+        "usage",
+    )
+
+    def __init__(self, runtime: Runtime, labels: CallLabels, span: Any, started_ns: int) -> None:
+        super().__init__(labels)
+        self.runtime = runtime
+        self.span = span
+        self.level = runtime.span_event_level if span is not None else NONE
+        self.started_ns = started_ns
+        self.first_chunk_ns: int | None = None
+        self.counts: dict[Any, int] = {DELTA: 0}  # by wire name; bounded to contract values at the end
+        self.malformed: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str, str]] = []  # (error type, source, message)
+        self.exception_type: str | None = None
+        self.usage: dict[str, int] = {}
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.stop_reason: str | None = None
+        self.typed_attached = False
+        self.output_text: list[str] | None = [] if runtime.settings.capture_content else None
+        self._open = [True]  # list.pop() is atomic: the first finisher wins, from any thread
+        self._finalizer: weakref.finalize | None = None
+
+    def bind(self, response: object) -> None:
+        """Tie the observer to the response: it ends as `abandoned` if the response is collected first."""
+        self._finalizer = weakref.finalize(response, self.finish, CALLER_STOPPED)
+
+    # -- raw layer: every decoded SSE event ---------------------------------------------------------
+
+    def watch_events(self, events: Iterator[Any]) -> Iterator[Any]:
+        counts = self.counts
+        hot = DELTA if self.level < ALL else _NEVER
+        waiting_first_chunk = True
+        try:
+            for sse in events:
+                name = sse.event
+                if name == hot:
+                    counts[DELTA] += 1
+                    if waiting_first_chunk:
+                        waiting_first_chunk = False
+                        self._first_chunk()
+                else:
+                    self._on_event(name, sse)
+                yield sse
+        except Exception as exc:
+            self._on_raw_exception(exc)
+            raise
+        finally:
+            events.close()  # type: ignore[attr-defined]
+            if not self.typed_attached:
+                self.finish(BODY_ENDED)
+
+    async def awatch_events(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        counts = self.counts
+        hot = DELTA if self.level < ALL else _NEVER
+        waiting_first_chunk = True
+        try:
+            async for sse in events:
+                name = sse.event
+                if name == hot:
+                    counts[DELTA] += 1
+                    if waiting_first_chunk:
+                        waiting_first_chunk = False
+                        self._first_chunk()
+                else:
+                    self._on_event(name, sse)
+                yield sse
+        except Exception as exc:
+            self._on_raw_exception(exc)
+            raise
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            if not self.typed_attached:
+                self.finish(BODY_ENDED)
+
+    def _first_chunk(self) -> None:
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = perf_counter_ns()
+
+    def _on_event(self, name: Any, sse: Any) -> None:
+        """The rare path: every event that is not a `content_block_delta` under a proper name."""
+        try:
+            payload: Any = None
+            if name == "completion" or name is None:
+                name, payload = self._resolve_unnamed(sse.data)
+                if name is None:
+                    return
+            counts = self.counts
+            counts[name] = counts.get(name, 0) + 1
+            if name == DELTA:
+                self._first_chunk()
+            elif name == sc.ERROR:
+                if payload is None:
+                    payload = classify.decode_chunk(sse.data)
+                error_type, message = classify.error_from_payload(payload)
+                self.error_frame(error_type, classify.error_source(error_type), message)
+                return
+            if self.level == ALL or (self.level == BOUNDARIES and name != sc.PING and name != DELTA):
+                self.span.add_event(classify.event_type_label(name))
+        except Exception:
+            self.runtime.internal_error("observer.event")
+
+    def _resolve_unnamed(self, data: str) -> tuple[str | None, Any]:
+        """Type of a chunk the SDK names `completion` (Bedrock <= 0.109) or not at all; flags type-less ones."""
+        peeked = classify.peek_type(data)
+        if peeked is not None and peeked != sc.ERROR:
+            return peeked, None
+        payload = classify.decode_chunk(data)
+        if not isinstance(payload, dict):
+            return sc.OTHER, payload  # undecodable: the SDK raises, and the typed layer reports it
+        event_type = payload.get("type")
+        if isinstance(event_type, str):
+            return event_type, payload
+        self.counts[sc.OTHER] = self.counts.get(sc.OTHER, 0) + 1
+        if "completion" not in payload:  # a legacy Text Completions chunk is not malformed
+            self.malformed_event(sc.NONE, sc.REASON_MISSING_TYPE)
+        return None, payload
+
+    def dropped_chunk(self, payload: Any) -> None:
+        """A Bedrock frame the SDK decoder dropped (SDK >= 1.0 drops chunks without a type)."""
+        try:
+            self.counts[sc.OTHER] = self.counts.get(sc.OTHER, 0) + 1
+            if isinstance(payload, dict) and not isinstance(payload.get("type"), str):
+                if "completion" not in payload:
+                    self.malformed_event(sc.NONE, sc.REASON_MISSING_TYPE)
+        except Exception:
+            self.runtime.internal_error("observer.frame")
+
+    def _on_raw_exception(self, exc: Exception) -> None:
+        try:
+            if isinstance(exc, ValueError):
+                frame = classify.exception_frame_from_message(str(exc))
+                if frame is not None:  # SDK <= 1.6: a Bedrock exception frame raised as ValueError
+                    self.counts[sc.ERROR] = self.counts.get(sc.ERROR, 0) + 1
+                    self.error_frame(frame[0], sc.SOURCE_EXCEPTION_FRAME, frame[1])
+        except Exception:
+            self.runtime.internal_error("observer.exception")
+
+    def error_frame(self, error_type: str, source: str, message: str) -> None:
+        self.errors.append((error_type, source, message))
+        if self.level >= ERRORS:
+            attributes = {sc.ERROR_TYPE: error_type, sc.ERROR_SOURCE: source}
+            if message:
+                attributes[sc.ERROR_MESSAGE] = message[:512]
+            self.span.add_event(sc.SPAN_EVENT_ERROR_FRAME, attributes)
+
+    def malformed_event(self, carried_type: str, reason: str) -> None:
+        self.malformed.append((carried_type, reason))
+        if self.level >= ERRORS:
+            self.span.add_event(sc.SPAN_EVENT_MALFORMED, {sc.MALFORMED_REASON: reason, sc.EVENT_TYPE: carried_type})
+        self.runtime.warn_malformed(reason)
+
+    # -- typed layer: what the caller gets ----------------------------------------------------------
+
+    def watch_items(self, items: Iterator[Any], response: Any) -> Iterator[Any]:
+        self.typed_attached = True
+        plain = _PLAIN_CLASSES if self.output_text is None else frozenset()
+        how, error = BODY_ENDED, None
+        try:
+            for item in items:
+                if item.__class__ not in plain:
+                    item = self._on_item(item, response)
+                    if item.__class__ is _Replace:
+                        if item.exception is None:
+                            continue
+                        raise item.exception
+                yield item
+        except GeneratorExit:
+            how = CALLER_STOPPED
+            raise
+        except Exception as exc:
+            how, error = RAISED, exc
+            replacement = self._on_exception(exc, response)
+            if replacement is not None:
+                raise replacement from exc
+            raise
+        except BaseException:  # KeyboardInterrupt, CancelledError: the caller stopped, nothing failed
+            how = CALLER_STOPPED
+            raise
+        finally:
+            items.close()  # type: ignore[attr-defined]
+            self.finish(how, error)
+
+    async def awatch_items(self, items: AsyncIterator[Any], response: Any) -> AsyncIterator[Any]:
+        self.typed_attached = True
+        plain = _PLAIN_CLASSES if self.output_text is None else frozenset()
+        how, error = BODY_ENDED, None
+        try:
+            async for item in items:
+                if item.__class__ not in plain:
+                    item = self._on_item(item, response)
+                    if item.__class__ is _Replace:
+                        if item.exception is None:
+                            continue
+                        raise item.exception
+                yield item
+        except GeneratorExit:
+            how = CALLER_STOPPED
+            raise
+        except Exception as exc:
+            how, error = RAISED, exc
+            replacement = self._on_exception(exc, response)
+            if replacement is not None:
+                raise replacement from exc
+            raise
+        except BaseException:
+            how = CALLER_STOPPED
+            raise
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]
+            self.finish(how, error)
+
+    def _on_item(self, item: Any, response: Any) -> Any:
+        try:
+            kind = _item_kind(item.__class__)
+            if kind == _START:
+                message = getattr(item, "message", None)
+                if message is None:
+                    return self._on_masquerade(item, response)
+                self.response_id = getattr(message, "id", None)
+                self.response_model = getattr(message, "model", None)
+                self._take_usage(getattr(message, "usage", None))
+            elif kind == _MESSAGE_DELTA:
+                self._take_usage(getattr(item, "usage", None))
+                self.stop_reason = getattr(getattr(item, "delta", None), "stop_reason", None) or self.stop_reason
+            elif self.output_text is not None:
+                text = getattr(getattr(item, "delta", None), "text", None)
+                if isinstance(text, str):
+                    self.output_text.append(text)
+        except Exception:
+            self.runtime.internal_error("observer.item")
+        return item
+
+    def _on_masquerade(self, item: Any, response: Any) -> Any:
+        """#1472: a *MessageStartEvent with no message; `type` tells what the chunk really was."""
+        carried = getattr(item, "type", None)
+        if carried is not None:  # type-less chunks were already counted by the raw layer
+            self.malformed_event(classify.carried_type_label(carried), sc.REASON_START_WITHOUT_MESSAGE)
+        if not self.runtime.settings.repair:
+            return item
+        if carried == sc.ERROR:
+            return _Replace(self.runtime.repair.exception_for(_item_payload(item), response))
+        return _DROP
+
+    def _on_exception(self, exc: Exception, response: Any) -> Exception | None:
+        """Note why the stream failed; in repair mode return the exception the caller should get instead."""
+        try:
+            self.exception_type = type(exc).__name__
+            if isinstance(exc, json.JSONDecodeError):
+                self.malformed_event(sc.NONE, sc.REASON_INVALID_JSON)
+            if self.runtime.settings.repair:
+                return self.runtime.repair.replacement_for(exc, self.errors, response)
+        except Exception:
+            self.runtime.internal_error("observer.exception")
+        return None
+
+    def _take_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        for field, key in _USAGE_FIELDS:
+            value = getattr(usage, field, None)
+            if isinstance(value, int):
+                self.usage[key] = value  # message_delta usage is cumulative: the last value is the total
+
+    # -- the end --------------------------------------------------------------------------------------
+
+    def outcome(self, how: str) -> str:
+        if self.errors or how == RAISED:
+            return sc.OUTCOME_ERROR
+        if self.counts.get(sc.MESSAGE_STOP):
+            return sc.OUTCOME_COMPLETED
+        return sc.OUTCOME_ABANDONED if how == CALLER_STOPPED else sc.OUTCOME_TRUNCATED
+
+    def error_type(self) -> str | None:
+        if self.errors:
+            return self.errors[0][0]
+        return self.exception_type
+
+    def finish(self, how: str, error: BaseException | None = None) -> None:
+        try:
+            self._open.pop()
+        except IndexError:
+            return  # already ended
+        try:
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            if error is not None and self.exception_type is None:
+                self.exception_type = type(error).__name__
+            self.runtime.stream_finished(self, self.outcome(how), perf_counter_ns() - self.started_ns)
+        except Exception:
+            self.runtime.internal_error("observer.finish")
+
+
+_USAGE_FIELDS = (
+    ("input_tokens", sc.TOKEN_INPUT),
+    ("output_tokens", sc.TOKEN_OUTPUT),
+    ("cache_read_input_tokens", sc.TOKEN_CACHE_READ),
+    ("cache_creation_input_tokens", sc.TOKEN_CACHE_CREATION),
+)
+
+
+def _item_payload(item: Any) -> dict[str, Any]:
+    """The wire payload behind a masquerading item (`to_dict()` restores it exactly)."""
+    to_dict = getattr(item, "to_dict", None) or getattr(item, "dict", None)
+    payload = to_dict() if callable(to_dict) else {}
+    return payload if isinstance(payload, dict) else {}
+

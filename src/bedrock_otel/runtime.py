@@ -1,0 +1,200 @@
+"""The live instrumentation: settings, recorders and tracer, and what the hooks call into.
+
+`ACTIVE` is the one running `Runtime` (None when not instrumented). Hooks read it on every call, so
+uninstrumenting stops all recording at once, even for streams that are still open.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from time import perf_counter_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from .config import Settings
+from .observe import classify, repair
+from .observe.labels import labels_for
+from .observe.observer import NONE, SPAN_EVENT_LEVELS, CallContext, StreamObserver
+from .telemetry import catalog, measurements
+from .telemetry.spans import end_span, start_span
+
+log = logging.getLogger("bedrock_otel")
+
+ACTIVE: Runtime | None = None
+CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("bedrock_otel_call", default=None)
+
+# httpx(2).Response -> observer of the stream reading it (weak: the SDK decides the response's lifetime)
+OBSERVERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
+# AWSEventStreamDecoder -> observer, for frames the decoder drops before any stream hook sees them
+DECODERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
+
+_WARNING_INTERVAL_S = 60.0
+
+
+class Runtime:
+    def __init__(self, settings: Settings, recorders: Iterable[Any], tracer: Any) -> None:
+        self.settings = settings
+        self.recorders = tuple(recorders)
+        self.tracer = tracer if settings.traces else None
+        self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
+        self.cap_model = classify.ValueCap(settings.max_models)
+        self.repair = repair
+        self._last_warning = -_WARNING_INTERVAL_S
+        self._warning_lock = threading.Lock()
+
+    # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
+
+    def start_call(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[CallContext, Any]:
+        """Context for one SDK call; for streamed calls an observer with a current span. Never raises."""
+        try:
+            options = args[1] if len(args) > 1 else kwargs.get("options")
+            labels = labels_for(client, options, self.cap_model)
+            if not kwargs.get("stream"):
+                return CallContext(labels), None
+            started = perf_counter_ns()
+            span = None
+            if self.tracer is not None:
+                span = start_span(self.tracer, labels, self.settings, options)
+            observer = StreamObserver(self, labels, span, started)
+            if span is not None and not span.is_recording():
+                observer.level = NONE
+            self.record(measurements.stream_started(labels))
+            token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+            return observer, token
+        except Exception:
+            self.internal_error("hooks.request")
+            return None, None  # type: ignore[return-value]
+
+    def end_call(self, ctx: CallContext, token: Any, result: Any = None, error: BaseException | None = None) -> None:
+        """The call returned (a stream for streamed calls) or raised before any stream existed."""
+        try:
+            if token is not None:
+                otel_context.detach(token)
+            if not isinstance(ctx, StreamObserver):
+                return
+            if error is not None:
+                ctx.finish("raised", error)
+                return
+            response = getattr(result, "response", None) or getattr(result, "http_response", None)
+            if response is None:
+                ctx.finish("caller_stopped")
+                return
+            OBSERVERS[response] = ctx
+            ctx.bind(response)
+        except Exception:
+            self.internal_error("hooks.request")
+
+    # -- HTTP attempts (httpx / httpx2 Client.send) --------------------------------------------------
+
+    def http_response(self, ctx: CallContext, response: Any) -> None:
+        try:
+            headers = response.headers
+            ctx.attempts += 1
+            ctx.request_id = classify.request_id(headers) or ctx.request_id
+            if isinstance(ctx, StreamObserver):
+                OBSERVERS[response] = ctx  # SDKs <= 1.13 build the Stream before `request()` returns
+            self.record(measurements.http_response(ctx.labels, response.status_code, headers))
+        except Exception:
+            self.internal_error("hooks.send")
+
+    # -- streams ---------------------------------------------------------------------------------------
+
+    def observer_for(self, stream: Any) -> StreamObserver | None:
+        """The observer of a Stream (or its copy, SDK >= 1.14); adopts streams made outside `request()`."""
+        try:
+            response = stream.response
+            observer = OBSERVERS.get(response)
+            if observer is None:
+                labels = labels_for(stream._client, None, self.cap_model)
+                observer = StreamObserver(self, labels, None, perf_counter_ns())
+                self.record(measurements.stream_started(labels))
+                OBSERVERS[response] = observer
+                observer.bind(response)
+            decoder = getattr(stream, "_decoder", None)
+            if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
+                DECODERS[decoder] = observer
+            return observer
+        except Exception:
+            self.internal_error("hooks.stream")
+            return None
+
+    def caller_closed(self, stream: Any) -> None:
+        try:
+            observer = OBSERVERS.get(stream.response)
+            if observer is not None:
+                observer.finish("caller_stopped")
+        except Exception:
+            self.internal_error("hooks.close")
+
+    def dropped_frame(self, decoder: Any, event: Any) -> None:
+        try:
+            observer = DECODERS.get(decoder)
+            if observer is not None:
+                observer.dropped_chunk(_frame_payload(event))
+        except Exception:
+            self.internal_error("hooks.frame")
+
+    def stream_finished(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
+        if ACTIVE is not self:
+            return  # uninstrumented while the stream was open: record nothing more
+        self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
+        if observer.span is not None:
+            end_span(observer.span, observer, outcome, self.settings)
+
+    # -- recording ------------------------------------------------------------------------------------
+
+    def record(self, items: Iterable[measurements.Measurement]) -> None:
+        for instrument, values, value in items:
+            for recorder in self.recorders:
+                try:
+                    recorder.record(instrument, values, value)
+                except Exception:
+                    log.debug("bedrock_otel: recording %s failed", instrument.name, exc_info=True)
+
+    def internal_error(self, component: str) -> None:
+        """Fail open: note our own failure (debug log and a counter) and let the application carry on."""
+        log.debug("bedrock_otel: internal error in %s", component, exc_info=True)
+        self.record([(catalog.INTERNAL_ERRORS, (component,), 1)])
+
+    def warn_malformed(self, reason: str) -> None:
+        """At most one warning a minute per process: the SDK in use mishandles stream errors."""
+        now = time.monotonic()
+        with self._warning_lock:
+            if now - self._last_warning < _WARNING_INTERVAL_S:
+                return
+            self._last_warning = now
+        log.warning(
+            "bedrock_otel: malformed stream event (%s) from anthropic %s: this SDK mishandles in-band stream "
+            "errors (anthropics/anthropic-sdk-python#1472). Upgrade to anthropic >= 0.110.0 (>= 1.0.0 for "
+            "chunks without a type), or turn on repair mode (BEDROCK_OTEL_REPAIR=1 or instrument(repair=True)).",
+            reason, sdk_version(),
+        )
+
+
+def sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("anthropic")
+    except Exception:
+        return "unknown"
+
+
+def _frame_payload(event: Any) -> Any:
+    """The decoded chunk inside an AWS event-stream frame, or None."""
+    import base64
+    import json
+
+    try:
+        envelope = json.loads(event.payload)
+        return json.loads(base64.b64decode(envelope["bytes"]))
+    except Exception:
+        return None
+

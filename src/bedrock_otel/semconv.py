@@ -1,0 +1,122 @@
+"""Attribute names and values: the one place where the telemetry contract's strings are spelled.
+
+Everything else imports these constants; see docs/telemetry.md for the contract they implement.
+"""
+
+from __future__ import annotations
+
+# -- shared attributes ------------------------------------------------------------------------------
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+CLOUD_REGION = "cloud.region"
+INFERENCE_PROFILE = "aws.bedrock.inference_profile"
+OPERATION_NAME = "gen_ai.operation.name"
+TOKEN_TYPE = "gen_ai.token.type"
+ERROR_TYPE = "error.type"
+HTTP_STATUS = "http.response.status_code"
+
+# -- bedrock_otel attributes ------------------------------------------------------------------------
+EVENT_TYPE = "anthropic.stream.event.type"
+MALFORMED_REASON = "anthropic.stream.malformed.reason"
+ERROR_SOURCE = "anthropic.stream.error.source"
+RATE_LIMIT_SOURCE = "anthropic.rate_limit.source"
+OUTCOME = "anthropic.stream.outcome"
+RATE_LIMIT_RESOURCE = "anthropic.rate_limit.resource"
+EVENTS_PREFIX = "anthropic.stream.events."
+REQUEST_ID = "anthropic.request.id"
+ERROR_MESSAGE = "anthropic.stream.error.message"
+INTERNAL_COMPONENT = "bedrock_otel.component"
+
+# -- span-only GenAI attributes ---------------------------------------------------------------------
+REQUEST_STREAM = "gen_ai.request.stream"
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_MODEL = "gen_ai.response.model"
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+USAGE_INPUT = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION = "gen_ai.usage.cache_creation.input_tokens"
+TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+RESEND_COUNT = "http.request.resend_count"
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+
+# -- span event names -------------------------------------------------------------------------------
+SPAN_EVENT_ERROR_FRAME = "anthropic.stream.error_frame"
+SPAN_EVENT_MALFORMED = "anthropic.stream.malformed_event"
+
+# -- values -----------------------------------------------------------------------------------------
+OTHER = "_OTHER"
+NONE = "_NONE"
+OPERATION_CHAT = "chat"
+
+PROVIDER_ANTHROPIC = "anthropic"
+PROVIDER_BEDROCK = "aws.bedrock"
+PROVIDER_VERTEX = "gcp.vertex_ai"
+
+MESSAGE_START = "message_start"
+CONTENT_BLOCK_START = "content_block_start"
+CONTENT_BLOCK_DELTA = "content_block_delta"
+CONTENT_BLOCK_STOP = "content_block_stop"
+MESSAGE_DELTA = "message_delta"
+MESSAGE_STOP = "message_stop"
+PING = "ping"
+ERROR = "error"
+EVENT_TYPES = (
+    MESSAGE_START,
+    CONTENT_BLOCK_START,
+    CONTENT_BLOCK_DELTA,
+    CONTENT_BLOCK_STOP,
+    MESSAGE_DELTA,
+    MESSAGE_STOP,
+    PING,
+    ERROR,
+)
+
+REASON_START_WITHOUT_MESSAGE = "start_without_message"
+REASON_MISSING_TYPE = "missing_type"
+REASON_INVALID_JSON = "invalid_json"
+
+SOURCE_EVENT = "event"
+SOURCE_EXCEPTION_FRAME = "exception_frame"
+SOURCE_HTTP_429 = "http_429"
+SOURCE_ERROR_EVENT = "error_event"
+
+OUTCOME_COMPLETED = "completed"
+OUTCOME_ERROR = "error"
+OUTCOME_TRUNCATED = "truncated"
+OUTCOME_ABANDONED = "abandoned"
+OUTCOMES = (OUTCOME_COMPLETED, OUTCOME_ERROR, OUTCOME_TRUNCATED, OUTCOME_ABANDONED)
+
+RATE_LIMIT_RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
+
+TOKEN_INPUT = "input"
+TOKEN_OUTPUT = "output"
+TOKEN_CACHE_READ = "cache_read"
+TOKEN_CACHE_CREATION = "cache_creation"
+
+ANTHROPIC_ERROR_TYPES = frozenset(
+    {
+        "rate_limit_error",
+        "overloaded_error",
+        "api_error",
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "request_too_large",
+        "billing_error",
+        "timeout_error",
+    }
+)
+BEDROCK_EXCEPTION_TYPES = frozenset(
+    {
+        "throttlingException",
+        "modelStreamErrorException",
+        "internalServerException",
+        "serviceUnavailableException",
+        "validationException",
+        "modelTimeoutException",
+    }
+)
+RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingException": SOURCE_EXCEPTION_FRAME}

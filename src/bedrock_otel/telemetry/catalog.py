@@ -1,0 +1,170 @@
+"""Every instrument bedrock_otel records: name, kind, unit, description, buckets and attributes.
+
+This module is the single source of truth for metric names. Both recorders (prometheus_client and the
+OpenTelemetry Metrics API) build their instruments from `CATALOG`; the Prometheus names are derived here
+with the standard OpenTelemetry-to-Prometheus translation, never written by hand elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from .. import semconv as sc
+
+
+class Kind(enum.Enum):
+    COUNTER = "counter"
+    UP_DOWN_COUNTER = "updowncounter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+# GenAI semantic-convention bucket advice.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 … 67108864, x4
+RETRY_AFTER_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+# Label sets. "P, M" in the contract: provider and model, plus the Bedrock pair (empty off Bedrock).
+# "P" metrics carry the provider and, as an allowed extra label, the region.
+STREAM_LABELS = (sc.PROVIDER, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE)
+PROVIDER_LABELS = (sc.PROVIDER, sc.CLOUD_REGION)
+
+
+@dataclass(frozen=True, eq=False)  # identity hash: instruments are dictionary keys on the hot path
+class Instrument:
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    base_labels: tuple[str, ...]
+    extra_labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    # prometheus_client multiprocess mode for gauges (how worker values combine in one scrape).
+    multiprocess_mode: str = "all"
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return self.base_labels + self.extra_labels
+
+    @property
+    def prometheus_name(self) -> str:
+        """The full Prometheus family name, as the OpenTelemetry Prometheus translation spells it."""
+        return prometheus_name(self.name, self.unit, self.kind)
+
+    @property
+    def prometheus_labels(self) -> tuple[str, ...]:
+        return tuple(prometheus_label(a) for a in self.attributes)
+
+
+_UNIT_SUFFIXES = {"s": "seconds", "By": "bytes", "ms": "milliseconds", "1": ""}
+
+
+def prometheus_label(attribute: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", attribute)
+
+
+def prometheus_name(name: str, unit: str, kind: Kind) -> str:
+    base = prometheus_label(name)
+    suffix = "" if unit.startswith("{") else _UNIT_SUFFIXES.get(unit, unit)
+    if suffix and not base.endswith("_" + suffix):
+        base = f"{base}_{suffix}"
+    if kind is Kind.COUNTER and not base.endswith("_total"):
+        base += "_total"
+    return base
+
+
+STREAM_EVENTS = Instrument(
+    "anthropic.stream.events", Kind.COUNTER, "{event}",
+    "SSE events that arrived on the wire, by event type (including ones the SDK drops or raises on).",
+    STREAM_LABELS, (sc.EVENT_TYPE,),
+)
+MALFORMED_EVENTS = Instrument(
+    "anthropic.stream.malformed_events", Kind.COUNTER, "{event}",
+    "Malformed stream events (the #1472 start-event masquerade, chunks without a type, undecodable chunks).",
+    STREAM_LABELS, (sc.EVENT_TYPE, sc.MALFORMED_REASON),
+)
+ERROR_FRAMES = Instrument(
+    "anthropic.stream.error_frames", Kind.COUNTER, "{frame}",
+    "In-band error payloads and Bedrock exception frames received inside HTTP 200 streams.",
+    STREAM_LABELS, (sc.ERROR_TYPE, sc.ERROR_SOURCE),
+)
+RATE_LIMIT_HITS = Instrument(
+    "anthropic.rate_limit.hits", Kind.COUNTER, "{hit}",
+    "Rate-limit signals: HTTP 429 on any attempt, in-band rate_limit_error, throttlingException frames.",
+    STREAM_LABELS, (sc.RATE_LIMIT_SOURCE,),
+)
+STREAMS = Instrument(
+    "anthropic.streams", Kind.COUNTER, "{stream}",
+    "Streamed calls by final outcome; every stream ends exactly once.",
+    STREAM_LABELS, (sc.OUTCOME,),
+)
+STREAMS_ACTIVE = Instrument(
+    "anthropic.streams.active", Kind.UP_DOWN_COUNTER, "{stream}",
+    "Streamed calls in flight (request sent, stream not yet ended).",
+    PROVIDER_LABELS, multiprocess_mode="livesum",
+)
+HTTP_RESPONSES = Instrument(
+    "anthropic.http.responses", Kind.COUNTER, "{response}",
+    "HTTP responses received by the SDK, one per attempt including retried ones.",
+    PROVIDER_LABELS, (sc.HTTP_STATUS,),
+)
+RATE_LIMIT_REMAINING = Instrument(
+    "anthropic.rate_limit.remaining", Kind.GAUGE, "1",
+    "Last anthropic-ratelimit-*-remaining header value, by resource.",
+    PROVIDER_LABELS, (sc.RATE_LIMIT_RESOURCE,), multiprocess_mode="mostrecent",
+)
+RATE_LIMIT_LIMIT = Instrument(
+    "anthropic.rate_limit.limit", Kind.GAUGE, "1",
+    "Last anthropic-ratelimit-*-limit header value, by resource.",
+    PROVIDER_LABELS, (sc.RATE_LIMIT_RESOURCE,), multiprocess_mode="mostrecent",
+)
+RETRY_AFTER = Instrument(
+    "anthropic.retry_after", Kind.HISTOGRAM, "s",
+    "retry-after header values on HTTP responses.",
+    PROVIDER_LABELS, (sc.HTTP_STATUS,), buckets=RETRY_AFTER_BUCKETS,
+)
+USAGE_TOKENS = Instrument(
+    "anthropic.usage.tokens", Kind.COUNTER, "{token}",
+    "Tokens reported in stream usage, by type (input, output, cache_read, cache_creation).",
+    STREAM_LABELS, (sc.TOKEN_TYPE,),
+)
+OPERATION_DURATION = Instrument(
+    "gen_ai.client.operation.duration", Kind.HISTOGRAM, "s",
+    "Duration of streamed calls from the first request attempt to the end of the stream.",
+    STREAM_LABELS, (sc.OPERATION_NAME, sc.ERROR_TYPE), buckets=DURATION_BUCKETS,
+)
+TIME_TO_FIRST_CHUNK = Instrument(
+    "gen_ai.client.operation.time_to_first_chunk", Kind.HISTOGRAM, "s",
+    "Time from the first request attempt to the first content_block_delta of the stream.",
+    STREAM_LABELS, (sc.OPERATION_NAME,), buckets=DURATION_BUCKETS,
+)
+TOKEN_USAGE = Instrument(
+    "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
+    "Input and output tokens per streamed call.",
+    STREAM_LABELS, (sc.OPERATION_NAME, sc.TOKEN_TYPE), buckets=TOKEN_BUCKETS,
+)
+INTERNAL_ERRORS = Instrument(
+    "bedrock_otel.internal.errors", Kind.COUNTER, "{error}",
+    "Exceptions caught inside bedrock_otel itself (the application never sees them).",
+    (sc.INTERNAL_COMPONENT,),
+)
+
+CATALOG: tuple[Instrument, ...] = (
+    STREAM_EVENTS,
+    MALFORMED_EVENTS,
+    ERROR_FRAMES,
+    RATE_LIMIT_HITS,
+    STREAMS,
+    STREAMS_ACTIVE,
+    HTTP_RESPONSES,
+    RATE_LIMIT_REMAINING,
+    RATE_LIMIT_LIMIT,
+    RETRY_AFTER,
+    USAGE_TOKENS,
+    OPERATION_DURATION,
+    TIME_TO_FIRST_CHUNK,
+    TOKEN_USAGE,
+    INTERNAL_ERRORS,
+)

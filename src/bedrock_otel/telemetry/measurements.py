@@ -1,0 +1,76 @@
+"""What gets recorded, decided once for every recorder: (instrument, label values, value) triples.
+
+The recorders only know how to apply a triple to their own kind of instrument, so the Prometheus and
+OpenTelemetry paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from .. import semconv as sc
+from ..observe import classify
+from . import catalog as c
+
+if TYPE_CHECKING:
+    from ..observe.labels import CallLabels
+    from ..observe.observer import StreamObserver
+
+Measurement = tuple[c.Instrument, tuple[str, ...], float]
+
+
+def stream_started(labels: CallLabels) -> Iterator[Measurement]:
+    yield c.STREAMS_ACTIVE, labels.provider_key, 1
+
+
+def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Iterator[Measurement]:
+    key = obs.labels.stream_key
+    yield c.STREAMS_ACTIVE, obs.labels.provider_key, -1
+    yield c.STREAMS, (*key, outcome), 1
+    events: Counter[str] = Counter()
+    for name, count in obs.counts.items():
+        if count:
+            events[classify.event_type_label(name)] += count
+    for event_type, count in events.items():
+        yield c.STREAM_EVENTS, (*key, event_type), count
+    for carried_type, reason in obs.malformed:
+        yield c.MALFORMED_EVENTS, (*key, carried_type, reason), 1
+    for error_type, source, _message in obs.errors:
+        yield c.ERROR_FRAMES, (*key, error_type, source), 1
+        if error_type in sc.RATE_LIMIT_ERROR_TYPES:
+            yield c.RATE_LIMIT_HITS, (*key, sc.RATE_LIMIT_ERROR_TYPES[error_type]), 1
+    error_type = (obs.error_type() or sc.OTHER) if outcome == sc.OUTCOME_ERROR else ""
+    yield c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, error_type), duration_s
+    if obs.first_chunk_ns is not None:
+        yield c.TIME_TO_FIRST_CHUNK, (*key, sc.OPERATION_CHAT), (obs.first_chunk_ns - obs.started_ns) / 1e9
+    usage = obs.usage
+    for token_type, count in usage.items():
+        yield c.USAGE_TOKENS, (*key, token_type), count
+    if usage:
+        yield c.TOKEN_USAGE, (*key, sc.OPERATION_CHAT, sc.TOKEN_INPUT), billable_input_tokens(usage)
+        if sc.TOKEN_OUTPUT in usage:
+            yield c.TOKEN_USAGE, (*key, sc.OPERATION_CHAT, sc.TOKEN_OUTPUT), usage[sc.TOKEN_OUTPUT]
+
+
+def billable_input_tokens(usage: Mapping[str, int]) -> int:
+    """GenAI conventions for Anthropic: input tokens include cache reads and cache writes."""
+    return sum(usage.get(k, 0) for k in (sc.TOKEN_INPUT, sc.TOKEN_CACHE_READ, sc.TOKEN_CACHE_CREATION))
+
+
+def http_response(
+    labels: CallLabels, status: int, headers: Mapping[str, str]
+) -> Iterator[Measurement]:
+    status_label = str(status)
+    yield c.HTTP_RESPONSES, (*labels.provider_key, status_label), 1
+    if status == 429:
+        yield c.RATE_LIMIT_HITS, (*labels.stream_key, sc.SOURCE_HTTP_429), 1
+    for resource, kind, value in classify.rate_limit_headers(headers):
+        instrument = c.RATE_LIMIT_LIMIT if kind == "limit" else c.RATE_LIMIT_REMAINING
+        yield instrument, (*labels.provider_key, resource), value
+    retry_after = classify.retry_after_seconds(headers)
+    if retry_after is not None:
+        yield c.RETRY_AFTER, (*labels.provider_key, status_label), retry_after
+
+

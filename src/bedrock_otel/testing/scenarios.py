@@ -1,0 +1,186 @@
+"""Scriptable wire scenarios, independent of protocol: the server encodes them as SSE or AWS event stream.
+
+A `Scenario` is a list of `Reply`s, one per HTTP attempt (the last one repeats), so retries can be scripted.
+A `Reply` is an HTTP status, headers and body parts: Anthropic events, Bedrock exception frames, chunks
+without a type, raw bytes, or an abrupt connection reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+MODEL = "claude-sonnet-4-5"
+BEDROCK_MODEL = "global.anthropic.claude-opus-4-7"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An Anthropic stream event; on Bedrock a `chunk` frame, first-party an `event:`/`data:` pair."""
+
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExceptionFrame:
+    """A Bedrock `:message-type: exception` frame (first-party servers send an SSE `error` instead)."""
+
+    exception_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TypelessChunk:
+    """A chunk whose JSON has no `type` (Bedrock's invocation-metrics trailer, #1647)."""
+
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Bytes written as they are (first-party), or as the decoded bytes of a chunk frame (Bedrock)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Close the connection abruptly, without ending the body."""
+
+
+Part = Union[Event, ExceptionFrame, TypelessChunk, Raw, Reset]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: tuple[Part, ...] = ()
+    json_body: dict[str, Any] | None = None  # for non-stream replies (errors)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    replies: tuple[Reply, ...]
+    description: str = ""
+
+    def reply_for(self, attempt: int) -> Reply:
+        return self.replies[min(attempt, len(self.replies) - 1)]
+
+
+# -- building blocks -----------------------------------------------------------------------------------
+
+
+def message_start(model: str = MODEL, input_tokens: int = 12, cache_read: int = 3, cache_creation: int = 2) -> Event:
+    return Event({
+        "type": "message_start",
+        "message": {
+            "id": "msg_bedrock_otel_1", "type": "message", "role": "assistant", "content": [], "model": model,
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1, "cache_read_input_tokens": cache_read,
+                      "cache_creation_input_tokens": cache_creation},
+        },
+    })
+
+
+def text_block(texts: tuple[str, ...] = ("Hello", " world", "!")) -> list[Part]:
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    parts: list[Part] = [Event(start)]
+    parts += [Event({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})
+              for t in texts]
+    parts.append(Event({"type": "content_block_stop", "index": 0}))
+    return parts
+
+
+def message_end(output_tokens: int = 7, stop_reason: str = "end_turn") -> list[Part]:
+    return [
+        Event({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+               "usage": {"output_tokens": output_tokens}}),
+        Event({"type": "message_stop"}),
+    ]
+
+
+def error_event(error_type: str, message: str = "error") -> Event:
+    return Event({"type": "error", "error": {"type": error_type, "message": message}, "request_id": "req_inband_1"})
+
+
+def http_error(status: int, error_type: str, headers: dict[str, str] | None = None) -> Reply:
+    body = {"type": "error", "error": {"type": error_type, "message": f"HTTP {status}"}, "request_id": "req_err_1"}
+    return Reply(status=status, headers=dict(headers or {}), json_body=body)
+
+
+def normal_parts(texts: tuple[str, ...] = ("Hello", " world", "!")) -> tuple[Part, ...]:
+    return (message_start(), *text_block(texts), *message_end())
+
+
+RATE_LIMIT_HEADERS = {
+    "anthropic-ratelimit-requests-limit": "1000",
+    "anthropic-ratelimit-requests-remaining": "999",
+    "anthropic-ratelimit-tokens-limit": "80000",
+    "anthropic-ratelimit-tokens-remaining": "79000",
+    "anthropic-ratelimit-input-tokens-limit": "40000",
+    "anthropic-ratelimit-input-tokens-remaining": "39500",
+    "anthropic-ratelimit-output-tokens-limit": "16000",
+    "anthropic-ratelimit-output-tokens-remaining": "15500",
+}
+
+PING = Event({"type": "ping"})
+_START, *_BLOCK = (message_start(), *text_block())
+
+# -- the catalogue ---------------------------------------------------------------------------------------
+
+NORMAL = Scenario("normal", (Reply(parts=normal_parts()),), "a complete stream: 1 start, 3 deltas, stop")
+WITH_PING = Scenario("ping", (Reply(parts=(_START, _BLOCK[0], PING, *_BLOCK[1:], *message_end())),),
+                     "a complete stream with a ping after content_block_start")
+ERROR_FIRST = Scenario("error_first", (Reply(parts=(error_event("rate_limit_error", "Rate limited"),)),),
+                       "#1472: a rate_limit_error as the first and only chunk of an HTTP 200 stream")
+ERROR_MID = Scenario("error_mid", (Reply(parts=(_START, *_BLOCK[:2], error_event("overloaded_error", "Overloaded"))),),
+                     "an overloaded_error after the first delta")
+TRUNCATED = Scenario("truncated", (Reply(parts=(_START, *_BLOCK[:3])),), "the body ends after two deltas")
+TYPELESS = Scenario(
+    "typeless",
+    (Reply(parts=(_START, *_BLOCK, message_end()[0],
+                  TypelessChunk({"amazon-bedrock-invocationMetrics": {"inputTokenCount": 12, "outputTokenCount": 7}}),
+                  message_end()[1])),),
+    "a chunk without a type (#1647) before message_stop",
+)
+HTTP_429 = Scenario("http_429", (http_error(429, "rate_limit_error", {"retry-after": "0.01"}),),
+                    "HTTP 429 with retry-after on every attempt: the SDK retries, then raises RateLimitError")
+HTTP_429_NO_RETRY_AFTER = Scenario(
+    "http_429_no_retry_after", (http_error(429, "rate_limit_error", {"x-should-retry": "false"}),),
+    "HTTP 429 without retry-after; x-should-retry: false stops the SDK retrying",
+)
+HTTP_429_THEN_OK = Scenario(
+    "http_429_then_ok", (http_error(429, "rate_limit_error", {"retry-after": "0.01"}), Reply(parts=normal_parts())),
+    "one HTTP 429, then a complete stream on the retry",
+)
+HTTP_529 = Scenario("http_529", (http_error(529, "overloaded_error", {"x-should-retry": "false"}),),
+                    "HTTP 529 overloaded, not retried")
+RESET = Scenario("reset", (Reply(parts=(_START, *_BLOCK[:2], Reset())),), "the connection drops mid-stream")
+INVALID_JSON = Scenario("invalid_json", (Reply(parts=(_START, Raw(b"{not json"), *_BLOCK, *message_end())),),
+                        "a chunk whose payload is not JSON")
+
+BEDROCK_EXCEPTIONS = (
+    "throttlingException",
+    "modelStreamErrorException",
+    "internalServerException",
+    "serviceUnavailableException",
+    "validationException",
+    "modelTimeoutException",
+)
+
+
+def exception_scenario(exception_type: str) -> Scenario:
+    return Scenario(f"exception_{exception_type}",
+                    (Reply(parts=(_START, *_BLOCK[:2], ExceptionFrame(exception_type, f"{exception_type} raised"))),),
+                    f"a Bedrock {exception_type} frame after the first delta")
+
+
+EXCEPTION_FRAMES = tuple(exception_scenario(name) for name in BEDROCK_EXCEPTIONS)
+
+ALL: dict[str, Scenario] = {
+    s.name: s
+    for s in (NORMAL, WITH_PING, ERROR_FIRST, ERROR_MID, TRUNCATED, TYPELESS, HTTP_429, HTTP_429_NO_RETRY_AFTER,
+              HTTP_429_THEN_OK, HTTP_529, RESET, INVALID_JSON, *EXCEPTION_FRAMES)
+}
