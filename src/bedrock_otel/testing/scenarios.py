@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-opus-4-7"
 BEDROCK_MODEL = "global.anthropic.claude-opus-4-7"
 
 

@@ -162,6 +162,11 @@ class LoopbackServer:
         """Answer requests without a scenario header with `scenario` from now on."""
         with self._lock:
             self._default = ALL[scenario] if isinstance(scenario, str) else scenario
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget attempts and recorded requests (attempt counting matters on SDKs without a retry header)."""
+        with self._lock:
             self._counters.clear()
             self.requests.clear()
 
