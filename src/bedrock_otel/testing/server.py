@@ -125,6 +125,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: LoopbackServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early (abandoned streams, resets) are part of the scenarios, not errors."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
 
 class LoopbackServer:
     """Serve scenarios on 127.0.0.1 (an ephemeral port by default). Use as a context manager."""

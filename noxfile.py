@@ -1,0 +1,33 @@
+"""Test sessions: lint, and the whole suite against each supported anthropic SDK version (isolated uv venvs).
+
+    python -m pip install nox uv && python -m nox           # everything (what .ci/run does)
+    python -m nox -s "tests(anthropic='0.97.0')"             # one SDK version
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+# The support range's landmarks (see README "Supported SDK versions"): the #1472 decoder fix (0.110), the
+# httpx2 switch (1.0), the lazy copy()-based stream iterator and built-in tracing (1.14), and the newest.
+SDK_VERSIONS = ["0.25.9", "0.49.0", "0.97.0", "0.109.2", "0.110.0", "0.125.0", "1.0.0", "1.13.0", "1.14.0",
+                "2.0.0", "2.12.0"]
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("anthropic", SDK_VERSIONS)
+def tests(session: nox.Session, anthropic: str) -> None:
+    extra = ["httpx<0.28"] if anthropic.startswith(("0.2", "0.3")) else []
+    session.install("-e", ".[test]", f"anthropic[bedrock]=={anthropic}", *extra)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *session.posargs,
+                env={"BEDROCK_OTEL_EXPECT_ANTHROPIC": anthropic})

@@ -1,0 +1,141 @@
+"""Every stream ends exactly once with the right outcome, whatever the caller does."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+import pytest
+from conftest import by_label
+from driver import MODES, PROVIDERS, make_client, model_for
+
+from bedrock_otel import semconv as sc
+from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.testing.capture import CapturedTelemetry
+
+
+def _request(provider: str, scenario: str = "normal") -> dict[str, Any]:
+    return dict(model=model_for(provider), max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                extra_headers={"x-bedrock-otel-scenario": scenario})
+
+
+def _assert_single(t: CapturedTelemetry, outcome: str) -> None:
+    assert by_label(t, c.STREAMS, sc.OUTCOME) == {outcome: 1}
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    spans = t.spans()
+    assert len(spans) == 1 and spans[0].attributes[sc.OUTCOME] == outcome
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_break_then_close_is_abandoned(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        stream = client.messages.create(stream=True, **_request(provider))
+        for _event in stream:
+            break
+        assert by_label(t, c.STREAMS, sc.OUTCOME) == {}  # still open: the caller holds it
+        stream.close()
+        _assert_single(t, "abandoned")
+        stream.close()  # a second close changes nothing
+        _assert_single(t, "abandoned")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_dropped_stream_is_abandoned_when_collected(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        stream = client.messages.create(stream=True, **_request(provider))
+        next(iter(stream))
+        del stream
+        gc.collect()
+        _assert_single(t, "abandoned")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_never_iterated_stream_is_abandoned(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        client.messages.create(stream=True, **_request(provider))
+        gc.collect()
+        _assert_single(t, "abandoned")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_exception_in_helper_loop_body_is_abandoned(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        with pytest.raises(KeyError):
+            with client.messages.stream(**_request(provider)) as stream:
+                for _text in stream.text_stream:
+                    raise KeyError("the application's own bug")
+        gc.collect()
+        _assert_single(t, "abandoned")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_break_after_message_stop_is_completed(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        with client.messages.create(stream=True, **_request(provider)) as stream:
+            for event in stream:
+                if event.type == "message_stop":
+                    break
+        _assert_single(t, "completed")
+
+
+def test_crash_on_1472_masquerade_in_loop_body_is_error(bedrock_otel_server: Any) -> None:
+    """The issue's crash: `event.message.model` on the masquerade (or the SDK raising, on fixed versions)."""
+    client = make_client(bedrock_otel_server, "bedrock", "sync")
+    with CapturedTelemetry() as t:
+        with pytest.raises((AttributeError, Exception)):
+            for event in client.messages.create(stream=True, **_request("bedrock", "error_first")):
+                event.message.model  # noqa: B018 - what the application in #1472 does
+        gc.collect()
+        _assert_single(t, "error")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_async_break_and_close_and_cancel(bedrock_otel_server: Any, mode: str) -> None:
+    if mode == "sync":
+        return _sync_keyboard_interrupt(bedrock_otel_server)
+
+    async def run(t: CapturedTelemetry) -> None:
+        client = make_client(bedrock_otel_server, "first_party", "async")
+        stream = await client.messages.create(stream=True, **_request("first_party"))
+        async for _event in stream:
+            break
+        await stream.close()
+        _assert_single(t, "abandoned")
+
+        async def consume() -> None:
+            s = await client.messages.create(stream=True, **_request("first_party", "normal"))
+            async for _event in s:
+                await asyncio.sleep(10)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):  # the event loop finalizes the dropped async generator on a later iteration
+            gc.collect()
+            await asyncio.sleep(0.01)
+            if by_label(t, c.STREAMS, sc.OUTCOME) == {"abandoned": 2}:
+                break
+        assert by_label(t, c.STREAMS, sc.OUTCOME) == {"abandoned": 2}
+        assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+        await client.close()
+
+    with CapturedTelemetry() as t:
+        asyncio.run(run(t))
+
+
+def _sync_keyboard_interrupt(server: Any) -> None:
+    client = make_client(server, "first_party", "sync")
+    with CapturedTelemetry() as t:
+        with pytest.raises(KeyboardInterrupt):
+            with client.messages.create(stream=True, **_request("first_party")) as stream:
+                for _event in stream:
+                    raise KeyboardInterrupt
+        _assert_single(t, "abandoned")
