@@ -142,9 +142,10 @@ class Runtime:
             self.internal_error("hooks.frame")
 
     def stream_finished(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
-        if ACTIVE is not self:
-            return  # uninstrumented while the stream was open: record nothing more
-        self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
+        self.record(measurements.stream_ended(observer.labels))
+        # uninstrumented while the stream was open: close what it opened (gauge, span), record nothing more
+        if ACTIVE is self:
+            self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
         if observer.span is not None:
             end_span(observer.span, observer, outcome, self.settings)
 

@@ -25,9 +25,12 @@ def stream_started(labels: CallLabels) -> Iterator[Measurement]:
     yield c.STREAMS_ACTIVE, labels.provider_key, 1
 
 
+def stream_ended(labels: CallLabels) -> Iterator[Measurement]:
+    yield c.STREAMS_ACTIVE, labels.provider_key, -1
+
+
 def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Iterator[Measurement]:
     key = obs.labels.stream_key
-    yield c.STREAMS_ACTIVE, obs.labels.provider_key, -1
     yield c.STREAMS, (*key, outcome), 1
     events: Counter[str] = Counter()
     for name, count in obs.counts.items():

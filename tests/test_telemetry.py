@@ -1,0 +1,144 @@
+"""The catalogue, its two recorders, label bounds, headers, fail-open, and coexistence with SDK tracing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from conftest import by_label
+from driver import HAS_SDK_TRACING, drive
+
+from bedrock_otel import semconv as sc
+from bedrock_otel.observe import classify
+from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.testing.capture import CapturedTelemetry
+
+DOCS = Path(__file__).parent.parent / "docs" / "telemetry.md"
+MIX = ["normal", "ping", "error_first", "error_mid", "typeless", "http_429_then_ok", "http_529", "truncated",
+       "exception_throttlingException", "invalid_json"]
+
+
+def test_catalog_matches_the_documented_contract() -> None:
+    """docs/telemetry.md is the project's copy of the contract; the catalogue must say the same."""
+    rows = re.findall(r"^\| `([a-z_.]+)` \| (\w+) \| `([^`]+)` \| `([a-z_]+)` \|", DOCS.read_text(), re.M)
+    documented = {name: (kind, unit, prom) for name, kind, unit, prom in rows}
+    kinds = {c.Kind.COUNTER: "Counter", c.Kind.UP_DOWN_COUNTER: "UpDownCounter", c.Kind.GAUGE: "Gauge",
+             c.Kind.HISTOGRAM: "Histogram"}
+    assert documented == {i.name: (kinds[i.kind], i.unit, i.prometheus_name) for i in c.CATALOG}
+
+
+def _prometheus_totals(t: CapturedTelemetry, instrument: c.Instrument) -> dict[Any, float]:
+    suffix = {c.Kind.HISTOGRAM: "_count"}.get(instrument.kind, "")
+    return by_label(t, instrument, *instrument.attributes, suffix=suffix)
+
+
+def _otel_totals(t: CapturedTelemetry, instrument: c.Instrument) -> dict[Any, float]:
+    totals: dict[Any, float] = {}
+    for point in t.otel_points(instrument.name):
+        key = tuple(str(point.attributes.get(a, "")) for a in instrument.attributes)
+        key = key[0] if len(key) == 1 else key
+        value = point.count if instrument.kind is c.Kind.HISTOGRAM else point.value
+        if value:
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def test_prometheus_and_opentelemetry_recorders_agree(bedrock_otel_server: Any) -> None:
+    with CapturedTelemetry() as t:
+        for provider in ("first_party", "bedrock"):
+            for scenario in MIX:
+                drive(bedrock_otel_server, provider, "sync", "create", scenario)
+        compared = 0
+        for instrument in c.CATALOG:
+            prometheus = _prometheus_totals(t, instrument)
+            assert prometheus == _otel_totals(t, instrument), instrument.name
+            compared += bool(prometheus)
+        assert compared >= 12  # all but the internal-error counter and one gauge kind had data
+
+
+def test_histograms_use_the_conventions_buckets(bedrock_otel_server: Any) -> None:
+    with CapturedTelemetry() as t:
+        drive(bedrock_otel_server, "first_party", "sync", "create", "normal")
+        (point,) = t.otel_points(c.OPERATION_DURATION.name)
+        assert tuple(point.explicit_bounds) == c.DURATION_BUCKETS
+        le = {dict(k)["le"] for k in t.samples(c.OPERATION_DURATION.prometheus_name + "_bucket")}
+        assert "81.92" in le and "+Inf" in le
+
+
+def test_model_label_is_capped(bedrock_otel_server: Any) -> None:
+    client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs())
+    with CapturedTelemetry(max_models=2) as t:
+        for model in ("model-a", "model-b", "model-c", "model-d", "model-a"):
+            for _ in client.messages.create(model=model, max_tokens=5, stream=True,
+                                            messages=[{"role": "user", "content": "x"}]):
+                pass
+        assert by_label(t, c.STREAMS, sc.REQUEST_MODEL) == {"model-a": 2, "model-b": 1, "_OTHER": 2}
+
+
+def test_rate_limit_headers_and_retry_after(bedrock_otel_server: Any) -> None:
+    with CapturedTelemetry() as t:
+        drive(bedrock_otel_server, "first_party", "sync", "create", "http_429_then_ok")
+        assert by_label(t, c.RATE_LIMIT_REMAINING, sc.RATE_LIMIT_RESOURCE) == {
+            "requests": 999, "tokens": 79000, "input_tokens": 39500, "output_tokens": 15500}
+        assert by_label(t, c.RATE_LIMIT_LIMIT, sc.RATE_LIMIT_RESOURCE)["requests"] == 1000
+        assert by_label(t, c.RETRY_AFTER, sc.HTTP_STATUS, suffix="_count") == {"429": 1}
+        (span,) = t.spans()
+        assert span.attributes[sc.RESEND_COUNT] == 1
+        assert span.attributes[sc.REQUEST_ID] == "req_bedrock_otel_1"
+
+
+def test_instrumentation_failures_stay_inside(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail open: a bug in bedrock_otel is counted and logged, the application sees nothing of it."""
+    bare = drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid")
+
+    def broken(_payload: Any) -> Any:
+        raise RuntimeError("bug in bedrock_otel")
+
+    monkeypatch.setattr(classify, "error_from_payload", broken)
+    monkeypatch.setattr(classify, "rate_limit_headers", broken)
+    with CapturedTelemetry() as t:
+        assert drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid") == bare
+        assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {"observer.event": 1, "hooks.send": 1}
+        assert by_label(t, c.STREAMS, sc.OUTCOME) == {"error": 1}
+
+
+def test_no_content_or_secrets_in_telemetry_by_default(bedrock_otel_server: Any) -> None:
+    marker = "PROMPT-MARKER-7f3a"
+    client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs(api_key="sk-ant-SECRET-KEY"))
+    with CapturedTelemetry() as t:
+        for _ in client.messages.create(model="claude-opus-4-7", max_tokens=5, stream=True,
+                                        messages=[{"role": "user", "content": marker}]):
+            pass
+        exported = t.exposition() + repr([(s.attributes, [e.attributes for e in s.events]) for s in t.spans()])
+        assert marker not in exported and "SECRET" not in exported and "Hello" not in exported
+
+
+def test_content_capture_is_opt_in_and_truncated(bedrock_otel_server: Any) -> None:
+    client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs())
+    with CapturedTelemetry(capture_content=True, content_max_length=20) as t:
+        for _ in client.messages.create(model="claude-opus-4-7", max_tokens=5, stream=True,
+                                        messages=[{"role": "user", "content": "a long prompt " * 10}]):
+            pass
+        (span,) = t.spans()
+        assert len(span.attributes[sc.INPUT_MESSAGES]) == 20
+        assert span.attributes[sc.OUTPUT_MESSAGES] == "Hello world!"
+        assert "a long prompt" not in t.exposition()
+
+
+@pytest.mark.skipif(not HAS_SDK_TRACING, reason="the SDK has its own spans only from 1.14.0")
+def test_sdk_span_nests_under_ours(bedrock_otel_server: Any) -> None:
+    """Decision: our `chat {model}` span is current while the SDK sends the request, so the SDK's own
+    `anthropic.messages.create` span (1.14+) is its child in the same trace, never a second root."""
+    with CapturedTelemetry() as t:
+        client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs(
+            open_telemetry={"tracer_provider": t.tracer_provider}))
+        for _ in client.messages.create(model="claude-opus-4-7", max_tokens=5, stream=True,
+                                        messages=[{"role": "user", "content": "x"}]):
+            pass
+        (ours,) = t.spans("chat")
+        (theirs,) = t.spans("anthropic.messages")
+        assert theirs.parent is not None and theirs.parent.span_id == ours.context.span_id
+        assert theirs.context.trace_id == ours.context.trace_id and ours.parent is None
