@@ -139,3 +139,39 @@ def _sync_keyboard_interrupt(server: Any) -> None:
                 for _event in stream:
                     raise KeyboardInterrupt
         _assert_single(t, "abandoned")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_helper_until_done_and_async_text_stream(bedrock_otel_server: Any, provider: str) -> None:
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry() as t:
+        with client.messages.stream(**_request(provider)) as stream:
+            stream.until_done()
+        _assert_single(t, "completed")
+
+    async def run() -> str:
+        aclient = make_client(bedrock_otel_server, provider, "async")
+        async with aclient.messages.stream(**_request(provider)) as astream:
+            text = "".join([chunk async for chunk in astream.text_stream])
+        await aclient.close()
+        return text
+
+    with CapturedTelemetry() as t:
+        assert asyncio.run(run()) == "Hello world!"
+        _assert_single(t, "completed")
+        assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE)["content_block_delta"] == 3  # helper: no double count
+
+
+def test_pytest_fixtures_for_users(bedrock_otel_server: Any, bedrock_otel_telemetry: Any) -> None:
+    """The fixtures a user gets from the plugin: a server to play scenarios and captured telemetry."""
+    import anthropic
+
+    bedrock_otel_server.play("error_first")
+    client = anthropic.AnthropicBedrock(**bedrock_otel_server.bedrock_client_kwargs())
+    with pytest.raises(Exception):  # noqa: B017 - AttributeError (< 0.110) or APIStatusError (fixed SDKs)
+        for event in client.messages.create(model="global.anthropic.claude-opus-4-7", max_tokens=5, stream=True,
+                                            messages=[{"role": "user", "content": "hi"}]):
+            event.message.model  # noqa: B018
+    gc.collect()
+    assert bedrock_otel_telemetry.value(c.RATE_LIMIT_HITS.prometheus_name, anthropic_rate_limit_source="error_event") == 1
+    bedrock_otel_server.play("normal")
