@@ -173,5 +173,6 @@ def test_pytest_fixtures_for_users(bedrock_otel_server: Any, bedrock_otel_teleme
                                             messages=[{"role": "user", "content": "hi"}]):
             event.message.model  # noqa: B018
     gc.collect()
-    assert bedrock_otel_telemetry.value(c.RATE_LIMIT_HITS.prometheus_name, anthropic_rate_limit_source="error_event") == 1
+    hits = bedrock_otel_telemetry.value(c.RATE_LIMIT_HITS.prometheus_name, anthropic_rate_limit_source="error_event")
+    assert hits == 1
     bedrock_otel_server.play("normal")
