@@ -21,7 +21,7 @@ SDK_VERSIONS = ["0.25.9", "0.49.0", "0.97.0", "0.109.2", "0.110.0", "0.125.0", "
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "examples", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
