@@ -16,15 +16,14 @@ import time
 from typing import Any, Callable
 
 import anthropic
+import anthropic._base_client
 
 import bedrock_otel
 from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.server import encode_bedrock, encode_sse
 
-try:
-    import httpx2 as httpx
-except ImportError:  # SDK < 1.0
-    import httpx  # type: ignore[no-redef]
+# the HTTP library this SDK version uses: httpx2 from 1.0, httpx before
+httpx: Any = getattr(anthropic._base_client, "httpx2", None) or anthropic._base_client.httpx
 
 
 def body(events: int, bedrock: bool) -> bytes:
