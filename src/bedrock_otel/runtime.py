@@ -38,6 +38,24 @@ DECODERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictio
 _WARNING_INTERVAL_S = 60.0
 
 
+class ActiveCall:
+    """One SDK call in progress: its context is current (for the attempt hook, and the span for tracing)."""
+
+    __slots__ = ("_call_token", "_otel_token", "ctx", "runtime")
+
+    def __init__(self, runtime: Runtime, ctx: CallContext, otel_token: Any) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+        self._otel_token = otel_token
+        self._call_token = CURRENT_CALL.set(ctx)
+
+    def end(self, result: Any = None, error: BaseException | None = None) -> None:
+        CURRENT_CALL.reset(self._call_token)
+        if self._otel_token is not None:
+            otel_context.detach(self._otel_token)
+        self.runtime.end_call(self.ctx, result, error)
+
+
 class Runtime:
     def __init__(self, settings: Settings, recorders: Iterable[Any], tracer: Any) -> None:
         self.settings = settings
@@ -51,13 +69,13 @@ class Runtime:
 
     # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
 
-    def start_call(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[CallContext, Any]:
-        """Context for one SDK call; for streamed calls an observer with a current span. Never raises."""
+    def start_call(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ActiveCall | None:
+        """Enter one SDK call: its context (for streams, an observer with a current span). Never raises."""
         try:
             options = args[1] if len(args) > 1 else kwargs.get("options")
             labels = labels_for(client, options, self.cap_model)
             if not kwargs.get("stream"):
-                return CallContext(labels), None
+                return ActiveCall(self, CallContext(labels), None)
             started = perf_counter_ns()
             span = None
             if self.tracer is not None:
@@ -67,16 +85,14 @@ class Runtime:
                 observer.level = NONE
             self.record(measurements.stream_started(labels))
             token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-            return observer, token
+            return ActiveCall(self, observer, token)
         except Exception:
             self.internal_error("hooks.request")
-            return None, None  # type: ignore[return-value]
+            return None
 
-    def end_call(self, ctx: CallContext, token: Any, result: Any = None, error: BaseException | None = None) -> None:
+    def end_call(self, ctx: CallContext, result: Any = None, error: BaseException | None = None) -> None:
         """The call returned (a stream for streamed calls) or raised before any stream existed."""
         try:
-            if token is not None:
-                otel_context.detach(token)
             if not isinstance(ctx, StreamObserver):
                 return
             if error is not None:

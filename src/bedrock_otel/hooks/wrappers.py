@@ -14,40 +14,30 @@ from .. import runtime as rt
 def request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """`SyncAPIClient.request`: one call, all of its retries; for streams, the span and the observer."""
     runtime = rt.ACTIVE
-    if runtime is None:
+    call = runtime.start_call(instance, args, kwargs) if runtime is not None else None
+    if call is None:
         return wrapped(*args, **kwargs)
-    ctx, token = runtime.start_call(instance, args, kwargs)
-    if ctx is None:
-        return wrapped(*args, **kwargs)
-    call_token = rt.CURRENT_CALL.set(ctx)
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
-        rt.CURRENT_CALL.reset(call_token)
-        runtime.end_call(ctx, token, error=error)
+        call.end(error=error)
         raise
-    rt.CURRENT_CALL.reset(call_token)
-    runtime.end_call(ctx, token, result=result)
+    call.end(result=result)
     return result
 
 
 async def arequest(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """`AsyncAPIClient.request`, as `request`."""
     runtime = rt.ACTIVE
-    if runtime is None:
+    call = runtime.start_call(instance, args, kwargs) if runtime is not None else None
+    if call is None:
         return await wrapped(*args, **kwargs)
-    ctx, token = runtime.start_call(instance, args, kwargs)
-    if ctx is None:
-        return await wrapped(*args, **kwargs)
-    call_token = rt.CURRENT_CALL.set(ctx)
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
-        rt.CURRENT_CALL.reset(call_token)
-        runtime.end_call(ctx, token, error=error)
+        call.end(error=error)
         raise
-    rt.CURRENT_CALL.reset(call_token)
-    runtime.end_call(ctx, token, result=result)
+    call.end(result=result)
     return result
 
 

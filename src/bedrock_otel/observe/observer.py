@@ -269,16 +269,13 @@ class StreamObserver(CallContext):
                             continue
                         raise item.exception
                 yield item
-        except GeneratorExit:
-            how = CALLER_STOPPED
-            raise
         except Exception as exc:
             how, error = RAISED, exc
             replacement = self._on_exception(exc, response)
             if replacement is not None:
                 raise replacement from exc
             raise
-        except BaseException:  # KeyboardInterrupt, CancelledError: the caller stopped, nothing failed
+        except BaseException:  # GeneratorExit, KeyboardInterrupt, CancelledError: the caller stopped
             how = CALLER_STOPPED
             raise
         finally:
@@ -298,16 +295,13 @@ class StreamObserver(CallContext):
                             continue
                         raise item.exception
                 yield item
-        except GeneratorExit:
-            how = CALLER_STOPPED
-            raise
         except Exception as exc:
             how, error = RAISED, exc
             replacement = self._on_exception(exc, response)
             if replacement is not None:
                 raise replacement from exc
             raise
-        except BaseException:
+        except BaseException:  # GeneratorExit, KeyboardInterrupt, CancelledError: the caller stopped
             how = CALLER_STOPPED
             raise
         finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .. import semconv as sc
+
 MODEL = "claude-opus-4-7"
 BEDROCK_MODEL = "global.anthropic.claude-opus-4-7"
 
@@ -161,14 +163,7 @@ RESET = Scenario("reset", (Reply(parts=(_START, *_BLOCK[:2], Reset())),), "the c
 INVALID_JSON = Scenario("invalid_json", (Reply(parts=(_START, Raw(b"{not json"), *_BLOCK, *message_end())),),
                         "a chunk whose payload is not JSON")
 
-BEDROCK_EXCEPTIONS = (
-    "throttlingException",
-    "modelStreamErrorException",
-    "internalServerException",
-    "serviceUnavailableException",
-    "validationException",
-    "modelTimeoutException",
-)
+BEDROCK_EXCEPTIONS = tuple(sorted(sc.BEDROCK_EXCEPTION_TYPES))
 
 
 def exception_scenario(exception_type: str) -> Scenario:
