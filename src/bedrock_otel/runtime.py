@@ -36,6 +36,8 @@ OBSERVERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDicti
 DECODERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
 
 _WARNING_INTERVAL_S = 60.0
+_warning_lock = threading.Lock()
+_last_warning = [-_WARNING_INTERVAL_S]  # per process, across instrument() calls
 
 
 class ActiveCall:
@@ -64,8 +66,6 @@ class Runtime:
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
         self.cap_model = classify.ValueCap(settings.max_models)
         self.repair = repair
-        self._last_warning = -_WARNING_INTERVAL_S
-        self._warning_lock = threading.Lock()
 
     # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
 
@@ -183,10 +183,10 @@ class Runtime:
     def warn_malformed(self, reason: str) -> None:
         """At most one warning a minute per process: the SDK in use mishandles stream errors."""
         now = time.monotonic()
-        with self._warning_lock:
-            if now - self._last_warning < _WARNING_INTERVAL_S:
+        with _warning_lock:
+            if now - _last_warning[0] < _WARNING_INTERVAL_S:
                 return
-            self._last_warning = now
+            _last_warning[0] = now
         log.warning(
             "bedrock_otel: malformed stream event (%s) from anthropic %s: this SDK mishandles in-band stream "
             "errors (anthropics/anthropic-sdk-python#1472). Upgrade to anthropic >= 0.110.0 (>= 1.0.0 for "
