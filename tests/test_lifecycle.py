@@ -118,6 +118,7 @@ def test_async_break_and_close_and_cancel(bedrock_otel_server: Any, mode: str) -
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        del task  # a finished task keeps its frame, and so the stream, alive through its exception
         for _ in range(100):  # the event loop finalizes the dropped async generator on a later iteration
             gc.collect()
             await asyncio.sleep(0.01)
