@@ -30,7 +30,7 @@ def carried_type_label(event_type: object) -> str:
 
 
 _TYPE_PREFIX = '{"type":"'
-_INVALID = object()
+INVALID_JSON = object()  # what `decode_chunk` returns for a payload that does not decode
 
 
 def decode_chunk(data: str) -> Any:
@@ -38,10 +38,8 @@ def decode_chunk(data: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, TypeError):
-        return _INVALID
+        return INVALID_JSON
 
-
-INVALID_JSON = _INVALID
 
 
 def peek_type(data: str) -> str | None:
@@ -90,12 +88,6 @@ def exception_frame_from_message(text: str) -> tuple[str, str] | None:
         return sc.OTHER, ""
     message = _EXCEPTION_MESSAGE.search(text)
     return error_type_label(match.group(1)), message.group(1) if message else ""
-
-
-def exception_frame_from_headers(headers: Mapping[str, Any]) -> tuple[str, str]:
-    """(error type, '') of an AWS event-stream `exception`/`error` frame from its headers."""
-    name = headers.get(":exception-type") or headers.get(":error-code")
-    return error_type_label(name), ""
 
 
 # -- clients and labels -----------------------------------------------------------------------------

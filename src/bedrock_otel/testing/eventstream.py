@@ -51,7 +51,3 @@ def exception_frame(exception_type: str, message: str) -> bytes:
     headers = {":exception-type": exception_type, ":content-type": "application/json", ":message-type": "exception"}
     return encode_frame(headers, json.dumps({"message": message}).encode("utf-8"))
 
-
-def corrupt_crc(frame: bytes) -> bytes:
-    """The same frame with a wrong message CRC (botocore raises ChecksumMismatch)."""
-    return frame[:-4] + struct.pack("!I", (struct.unpack("!I", frame[-4:])[0] ^ 0xFFFFFFFF))
