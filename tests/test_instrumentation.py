@@ -4,8 +4,6 @@ point, OTEL_SDK_DISABLED, and configuration errors."""
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import by_label
 from driver import drive
+from procs import run_python
 
 import bedrock_otel
 from bedrock_otel import ConfigError
@@ -97,18 +96,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _run_child(code: str, *prefix: str, **env: str) -> str:
-    result = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **env})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 @pytest.mark.parametrize("order", ["auto_first", "anthropic_first"])
 def test_auto_instruments_whatever_the_import_order(order: str) -> None:
     imports = ["import bedrock_otel.auto", "import anthropic"]
     first, second = imports if order == "auto_first" else imports[::-1]
-    out = _run_child(CHILD.format(first=first, second=second, streams=c.STREAMS.prometheus_name))
+    out = run_python(CHILD.format(first=first, second=second, streams=c.STREAMS.prometheus_name))
     assert "STREAMS 1.0" in out
 
 
@@ -117,9 +109,9 @@ def test_opentelemetry_instrument_discovers_the_entry_point() -> None:
                         streams=c.STREAMS.prometheus_name)
     cli = Path(sys.executable).with_name("opentelemetry-instrument")
     env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
-    assert "STREAMS 1.0" in _run_child(code, str(cli), **env)
+    assert "STREAMS 1.0" in run_python(code, str(cli), **env)
     disabled = code.replace("assert bedrock_otel.is_instrumented()", "assert not bedrock_otel.is_instrumented()")
-    assert "STREAMS None" in _run_child(disabled, str(cli), OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="bedrock_otel",
+    assert "STREAMS None" in run_python(disabled, str(cli), OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="bedrock_otel",
                                         **env)
 
 

@@ -174,37 +174,3 @@ def test_malformed_warning_names_the_sdk_and_remedies_once_a_minute(bedrock_otel
         drive(bedrock_otel_server, "bedrock", "sync", "create", "typeless")
     assert len([r for r in caplog.records if r.name == "bedrock_otel" and r.levelname == "WARNING"]) == 1
     assert anthropic.__version__ in warnings[0] and "0.110.0" in warnings[0] and "BEDROCK_OTEL_REPAIR" in warnings[0]
-
-
-MULTIPROCESS_CHILD = """
-import os, sys
-sys.path.insert(0, {tests!r})
-from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-import bedrock_otel
-from bedrock_otel.testing import LoopbackServer
-from driver import drive
-bedrock_otel.instrument(metrics="prometheus")
-with LoopbackServer() as server:
-    for _ in range(2):
-        drive(server, "bedrock", "sync", "create", "normal")
-registry = CollectorRegistry()
-multiprocess.MultiProcessCollector(registry)
-print(generate_latest(registry).decode())
-"""
-
-
-def test_prometheus_recorder_works_in_multiprocess_mode(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    code = MULTIPROCESS_CHILD.format(tests=str(Path(__file__).parent))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
-    assert result.returncode == 0, result.stderr
-    assert list(tmp_path.glob("counter_*.db")) and list(tmp_path.glob("gauge_livesum_*.db"))
-    lines = result.stdout.splitlines()
-    streams = [ln for ln in lines if ln.startswith(c.STREAMS.prometheus_name + "{")]
-    assert len(streams) == 1 and streams[0].endswith(" 2.0") and 'anthropic_stream_outcome="completed"' in streams[0]
-    active = [ln for ln in lines if ln.startswith(c.STREAMS_ACTIVE.prometheus_name + "{")]
-    assert active and active[0].endswith(" 0.0")

@@ -13,6 +13,10 @@ from typing import Any, Callable
 
 SPAN_EVENT_MODES = ("none", "errors", "boundaries", "all")
 METRIC_BACKENDS = ("prometheus", "otel")
+TRACE_EXPORTERS = ("otlp", "console")
+METRIC_EXPORTERS = ("otlp", "console", "prometheus")
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+DEFAULT_PROMETHEUS_PORT = 9464  # the port the OpenTelemetry Prometheus exporter uses by convention
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -50,16 +54,64 @@ def _span_events(name: str, value: Any) -> str:
     return text
 
 
-def _metric_backends(name: str, value: Any) -> tuple[str, ...]:
-    items = [v.strip().lower() for v in value.split(",")] if isinstance(value, str) else list(value)
-    items = [v for v in items if v]
-    if items == ["none"]:
-        return ()
-    bad = [v for v in items if v not in METRIC_BACKENDS]
-    if bad or not items:
-        accepted = ", ".join(METRIC_BACKENDS)
-        raise ConfigError(f"{name}={value!r} is not valid; accepted values: a comma list of {accepted}, or none")
-    return tuple(dict.fromkeys(items))
+def _comma_list(choices: tuple[str, ...], allow_empty: bool = False) -> Callable[[str, Any], Any]:
+    """A parser for a comma list of `choices` (or `none`); empty means "not set" (None) when `allow_empty`."""
+
+    def parse(name: str, value: Any) -> tuple[str, ...] | None:
+        items = [v.strip().lower() for v in value.split(",")] if isinstance(value, str) else list(value)
+        items = [v for v in items if v]
+        if allow_empty and not items:
+            return None
+        if items == ["none"]:
+            return ()
+        if not items or any(v not in choices for v in items):
+            accepted = ", ".join(choices)
+            raise ConfigError(f"{name}={value!r} is not valid; accepted values: a comma list of {accepted}, or none")
+        return tuple(dict.fromkeys(items))
+
+    return parse
+
+
+_metric_backends = _comma_list(METRIC_BACKENDS)
+
+
+def _port(name: str, value: Any) -> int | None:
+    """A TCP port; empty or `off` means no endpoint; 0 asks the OS for a free port."""
+    text = str(value).strip().lower()
+    if text in ("", "off", "none"):
+        return None
+    if text.isdigit() and 0 <= int(text) <= 65535:
+        return int(text)
+    raise ConfigError(f"{name}={value!r} is not valid; accepted values: a port number 0-65535, or off")
+
+
+def _address(name: str, value: Any) -> str:
+    """An IP address or host name to bind to (checked here, so a typo fails at start-up, not at bind time)."""
+    import ipaddress
+    import re
+
+    text = str(value).strip()
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return text.strip("[]")
+    except ValueError:
+        pass
+    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", text):
+        return text
+    raise ConfigError(f"{name}={value!r} is not valid; accepted values: an IP address (127.0.0.1, 0.0.0.0, ::1) "
+                      "or a host name")
+
+
+def _protocol(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in OTLP_PROTOCOLS:
+        raise ConfigError(f"{name}={value!r} is not valid; accepted values: {', '.join(OTLP_PROTOCOLS)}")
+    return text
+
+
+def _text(name: str, value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
 
 
 @dataclass(frozen=True)
@@ -85,6 +137,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("traces", "BEDROCK_OTEL_TRACES", _bool, True, "Emit one CLIENT span per streamed call."),
     Setting("metrics", "BEDROCK_OTEL_METRICS", _metric_backends, METRIC_BACKENDS,
             "Metric recorders: prometheus (prometheus_client), otel (OpenTelemetry Metrics API), or none."),
+    # -- exporters (exporters/): what leaves the process ------------------------------------------------
+    Setting("prometheus_port", "BEDROCK_OTEL_PROMETHEUS_PORT", _port, None,
+            "Serve /metrics on this port (off by default; 9464 is the convention, 0 picks a free port)."),
+    Setting("prometheus_addr", "BEDROCK_OTEL_PROMETHEUS_ADDR", _address, "127.0.0.1",
+            "Address the /metrics endpoint binds to; 0.0.0.0 (all interfaces) only when you say so."),
+    Setting("traces_exporter", "OTEL_TRACES_EXPORTER", _comma_list(TRACE_EXPORTERS, allow_empty=True), None,
+            "Span exporters: otlp, console, none. Unset: otlp when an OTLP endpoint is set."),
+    Setting("metrics_exporter", "OTEL_METRICS_EXPORTER", _comma_list(METRIC_EXPORTERS, allow_empty=True), None,
+            "Metric exporters: otlp, console, prometheus (the /metrics endpoint), none. Unset: otlp when an OTLP "
+            "endpoint is set."),
+    Setting("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", _text, None,
+            "OTLP endpoint, e.g. http://collector:4317 (gRPC) or http://collector:4318 (HTTP)."),
+    Setting("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", _protocol, "grpc",
+            "OTLP protocol: grpc or http/protobuf (per signal: OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL)."),
+    Setting("service_name", "OTEL_SERVICE_NAME", _text, None,
+            "service.name of the exported resource (OTEL_RESOURCE_ATTRIBUTES adds more)."),
 )
 
 
@@ -97,6 +165,13 @@ class Settings:
     content_max_length: int = 4096
     traces: bool = True
     metrics: tuple[str, ...] = METRIC_BACKENDS
+    prometheus_port: int | None = None
+    prometheus_addr: str = "127.0.0.1"
+    traces_exporter: tuple[str, ...] | None = None
+    metrics_exporter: tuple[str, ...] | None = None
+    otlp_endpoint: str | None = None
+    otlp_protocol: str = "grpc"
+    service_name: str | None = None
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

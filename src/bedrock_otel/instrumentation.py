@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-from . import runtime
+from . import exporters, runtime
 from ._version import __version__
 from .config import Settings, sdk_disabled
 from .hooks.patcher import Patcher
@@ -22,6 +22,7 @@ SCOPE = "bedrock_otel"
 PATCHER = Patcher()
 _PROMETHEUS_RECORDERS: dict[int, Any] = {}  # one per registry, so counters survive re-instrumenting
 _OTEL_RECORDERS: dict[int, Any] = {}  # one per meter provider (instruments cannot be unregistered)
+_EXPORTERS: list[exporters.Exporters] = []  # what instrument() started, for uninstrument() to stop
 
 
 class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -39,18 +40,23 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         meter_provider = kwargs.pop("meter_provider", None)
         registry = kwargs.pop("registry", None)
         settings = Settings.load(kwargs)  # raises ConfigError naming the setting
+        exporters.check(settings)
         recorders = []
         if "prometheus" in settings.metrics:
             recorders.append(_prometheus_recorder(registry))
+        started = exporters.start(settings, tracer_provider, meter_provider, registry)
+        _EXPORTERS.append(started)
         if "otel" in settings.metrics:
-            recorders.append(_otel_recorder(meter_provider))
-        tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
+            recorders.append(_otel_recorder(started.pipelines.meter_provider))
+        tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=started.pipelines.tracer_provider)
         runtime.ACTIVE = runtime.Runtime(settings, recorders, tracer)
         PATCHER.apply()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         runtime.ACTIVE = None
         PATCHER.restore()
+        while _EXPORTERS:
+            _EXPORTERS.pop().close()
 
 
 def _prometheus_recorder(registry: Any) -> Any:

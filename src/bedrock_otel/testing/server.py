@@ -2,14 +2,17 @@
 
 Which scenario a request gets: the `x-bedrock-otel-scenario` request header (pass it with the SDK's
 `extra_headers=`), else the one set with `play()`. The attempt number (for scripted retries) comes from the
-SDK's `x-stainless-retry-count` header, or from a per-scenario counter on SDKs that do not send it.
+SDK's `x-stainless-retry-count` header, or on SDKs that do not send it from a counter per scenario and
+`x-bedrock-otel-stream` header (a per-stream id, so concurrent streams do not share a count).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +32,7 @@ from .scenarios import (
 )
 
 SCENARIO_HEADER = "x-bedrock-otel-scenario"
+STREAM_HEADER = "x-bedrock-otel-stream"
 
 
 def encode_sse(part: Any) -> bytes:
@@ -68,7 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         bedrock = self.path.startswith("/model/")
         streaming = self.path.endswith("invoke-with-response-stream") or (not bedrock and body.get("stream"))
         scenario = self.server.owner.scenario_for(self.headers.get(SCENARIO_HEADER))
-        attempt = self.server.owner.attempt_for(scenario, self.headers.get("x-stainless-retry-count"))
+        attempt = self.server.owner.attempt_for(scenario, self.headers.get("x-stainless-retry-count"),
+                                                self.headers.get(STREAM_HEADER, ""))
         self.server.owner.record(self.path, dict(self.headers), scenario.name, attempt)
         reply = scenario.reply_for(attempt)
         if reply.json_body is not None or not streaming:
@@ -111,7 +116,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._common_headers(reply, bedrock)
         self.end_headers()
         encode = encode_bedrock if bedrock else encode_sse
-        for part in reply.parts:
+        pace = self.server.owner.pace
+        for i, part in enumerate(reply.parts):
+            if pace:
+                time.sleep(pace[i > 0] * random.uniform(0.5, 1.5))
             if isinstance(part, Reset):
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -136,13 +144,17 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """Serve scenarios on 127.0.0.1 (an ephemeral port by default). Use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, scenario: Scenario = NORMAL) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, scenario: Scenario = NORMAL,
+                 first_event_delay: float = 0.0, event_delay: float = 0.0) -> None:
+        """`first_event_delay`/`event_delay`: mean seconds before the first and each later body part (±50%),
+        for realistic time-to-first-chunk figures; 0 (the default) sends at once."""
         self._httpd = _Server((host, port), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bedrock-otel-loopback", daemon=True)
         self._lock = threading.Lock()
         self._default = scenario
-        self._counters: Counter[str] = Counter()
+        self._counters: Counter[tuple[str, str]] = Counter()
+        self.pace = (first_event_delay, event_delay) if first_event_delay or event_delay else None
         self.requests: list[dict[str, Any]] = []
 
     @property
@@ -180,10 +192,10 @@ class LoopbackServer:
     def scenario_for(self, name: str | None) -> Scenario:
         return ALL[name] if name else self._default
 
-    def attempt_for(self, scenario: Scenario, retry_count: str | None) -> int:
+    def attempt_for(self, scenario: Scenario, retry_count: str | None, stream_id: str = "") -> int:
         with self._lock:
-            counted = self._counters[scenario.name]
-            self._counters[scenario.name] += 1
+            counted = self._counters[scenario.name, stream_id]
+            self._counters[scenario.name, stream_id] += 1
         return int(retry_count) if retry_count and retry_count.isdigit() else counted
 
     def record(self, path: str, headers: dict[str, str], scenario: str, attempt: int) -> None:

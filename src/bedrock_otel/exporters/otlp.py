@@ -1,0 +1,165 @@
+"""OTLP (and console) pipelines for spans and metrics, from the standard OTEL_* variables or keyword arguments.
+
+bedrock_otel builds an SDK provider for a signal only when an exporter was asked for (OTEL_*_EXPORTER names
+one, or an OTLP endpoint is set) and nobody configured one before: providers passed to `instrument()` and
+global providers the application (or `opentelemetry-instrument`) already set are used as they are.
+A provider built here becomes the global one, so the SDK's own spans and other instrumentations share it;
+it flushes at interpreter exit (the SDK registers the shutdown) and on `uninstrument()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+)
+
+from ..config import Settings, _protocol
+
+log = logging.getLogger("bedrock_otel")
+
+TRACES, METRICS = "traces", "metrics"
+_SIGNAL_ENV = {
+    TRACES: (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL),
+    METRICS: (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_PROTOCOL),
+}
+# the exporter class for (signal, exporter name, protocol): module and class, imported only when used
+_EXPORTER_CLASSES = {
+    (TRACES, "otlp", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    (TRACES, "otlp", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    (TRACES, "console", ""): ("opentelemetry.sdk.trace.export", "ConsoleSpanExporter"),
+    (METRICS, "otlp", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    (METRICS, "otlp", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter",
+                                         "OTLPMetricExporter"),
+    (METRICS, "console", ""): ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),
+}
+
+
+@dataclass
+class Pipelines:
+    """The providers bedrock_otel records into (None: the global ones) and those it built itself."""
+
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    owned: list[Any] = field(default_factory=list)
+
+    def flush(self) -> None:
+        for provider in self.owned:
+            try:
+                provider.force_flush()
+            except Exception:
+                log.debug("bedrock_otel: flushing %r failed", provider, exc_info=True)
+
+
+_BUILT: dict[str, Any] = {}  # signal -> provider built by bedrock_otel (global, so built once per process)
+
+
+def exporters_for(signal: str, settings: Settings, environ: Any = None) -> tuple[str, ...]:
+    """The exporters asked for a signal: OTEL_*_EXPORTER / kwarg, else otlp when an endpoint is set."""
+    environ = os.environ if environ is None else environ
+    chosen = settings.traces_exporter if signal == TRACES else settings.metrics_exporter
+    if chosen is None:
+        endpoint_env = _SIGNAL_ENV[signal][0]
+        chosen = ("otlp",) if settings.otlp_endpoint or environ.get(endpoint_env) else ()
+    return tuple(name for name in chosen if name != "prometheus")  # prometheus: the /metrics endpoint
+
+
+def protocol_for(signal: str, settings: Settings, environ: Any = None) -> str:
+    environ = os.environ if environ is None else environ
+    env = _SIGNAL_ENV[signal][1]
+    return _protocol(env, environ[env]) if environ.get(env) else settings.otlp_protocol
+
+
+def endpoint_for(signal: str, protocol: str, settings: Settings, environ: Any = None) -> str | None:
+    """An explicit endpoint for the exporter, or None to let it read OTEL_EXPORTER_OTLP_*_ENDPOINT itself."""
+    environ = os.environ if environ is None else environ
+    if environ.get(_SIGNAL_ENV[signal][0]) or not settings.otlp_endpoint:
+        return None
+    base = settings.otlp_endpoint.rstrip("/")
+    return f"{base}/v1/{signal}" if protocol == "http/protobuf" else base
+
+
+def global_is_set(signal: str) -> bool:
+    """Whether the application (or a distro) already installed a global provider for the signal."""
+    provider = trace.get_tracer_provider() if signal == TRACES else metrics.get_meter_provider()
+    return type(provider).__name__ not in ("ProxyTracerProvider", "_ProxyMeterProvider")
+
+
+def build_pipelines(settings: Settings, tracer_provider: Any = None, meter_provider: Any = None) -> Pipelines:
+    pipelines = Pipelines(tracer_provider, meter_provider)
+    for signal, given in ((TRACES, tracer_provider), (METRICS, meter_provider)):
+        names = exporters_for(signal, settings)
+        if given is not None or not names:
+            continue
+        provider = _BUILT.get(signal)
+        if provider is None:
+            if global_is_set(signal):
+                log.info("bedrock_otel: using the application's global %s provider; not adding exporters", signal)
+                continue
+            provider = _BUILT[signal] = _build(signal, names, settings)
+            (trace.set_tracer_provider if signal == TRACES else metrics.set_meter_provider)(provider)
+        pipelines.owned.append(provider)
+    return pipelines
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """One line per signal saying where it goes (for `bedrock-otel doctor`)."""
+    lines = {}
+    for signal in (TRACES, METRICS):
+        names = exporters_for(signal, settings)
+        parts = []
+        for name in names:
+            if name == "otlp":
+                protocol = protocol_for(signal, settings)
+                endpoint = endpoint_for(signal, protocol, settings) or os.environ.get(_SIGNAL_ENV[signal][0])
+                parts.append(f"otlp ({protocol}) to {endpoint or 'the exporter default (localhost)'}")
+            else:
+                parts.append(name)
+        if names and global_is_set(signal) and signal not in _BUILT:
+            parts.append("(the application's global provider is used instead)")
+        lines[signal] = ", ".join(parts) or "not exported (no exporter asked for)"
+    return lines
+
+
+def resource(settings: Settings) -> Any:
+    """service.name from the setting, OTEL_RESOURCE_ATTRIBUTES, and a service.instance.id per process (so
+    cumulative series from several workers stay apart), which OTEL_RESOURCE_ATTRIBUTES may override."""
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+
+    detected = Resource.create({SERVICE_NAME: settings.service_name} if settings.service_name else {})
+    return Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}).merge(detected)
+
+
+def _exporter(signal: str, name: str, settings: Settings) -> Any:
+    import importlib
+
+    protocol = protocol_for(signal, settings) if name == "otlp" else ""
+    module_name, class_name = _EXPORTER_CLASSES[(signal, name, protocol)]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    endpoint = endpoint_for(signal, protocol, settings) if name == "otlp" else None
+    return cls(endpoint=endpoint) if endpoint else cls()
+
+
+def _build(signal: str, names: tuple[str, ...], settings: Settings) -> Any:
+    if signal == TRACES:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider(resource=resource(settings))
+        for name in names:
+            provider.add_span_processor(BatchSpanProcessor(_exporter(signal, name, settings)))
+        return provider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    readers = [PeriodicExportingMetricReader(_exporter(signal, name, settings)) for name in names]
+    return MeterProvider(resource=resource(settings), metric_readers=readers)

@@ -1,0 +1,216 @@
+"""Drive the real installed SDK against a `LoopbackServer`: one stream the way an application reads it, or a
+concurrent mix of providers, sync/async, `create(stream=True)`/helpers and faults (the demo's traffic).
+
+Each stream sends the `x-bedrock-otel-scenario` header (what the server answers) and `x-bedrock-otel-stream`
+(so scripted retries count attempts per stream, even under concurrency and on SDKs without a retry header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import scenarios
+from .server import SCENARIO_HEADER, STREAM_HEADER, LoopbackServer
+
+PROVIDERS = ("first_party", "bedrock")
+MODES = ("sync", "async")
+APIS = ("create", "helper", "beta_create", "beta_helper", "next")
+
+# The demo's default fault mix: scenario name -> share of streams (the rest are normal, some with a ping).
+DEFAULT_FAULTS: dict[str, float] = {
+    "error_first": 0.05,  # #1472: rate_limit_error as the first chunk of an HTTP 200 stream
+    "error_mid": 0.03,  # overloaded_error mid-stream
+    "exception_throttlingException": 0.03,  # Bedrock throttling exception frame (an SSE error first-party)
+    "http_429_then_ok": 0.05,  # HTTP 429 with retry-after, then the SDK's retry succeeds
+    "truncated": 0.02,  # the body ends early
+}
+HEALTHY = ("normal", "ping")
+
+
+@dataclass
+class Seen:
+    """What the application observed: items (type and content) and the exception, if any."""
+
+    items: list[str]
+    error: tuple[str, str] | None
+    final: str | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One stream of a workload."""
+
+    provider: str
+    mode: str
+    api: str
+    scenario: str
+    stream_id: str
+
+
+def make_client(server: LoopbackServer, provider: str, mode: str, **options: Any) -> Any:
+    import anthropic
+
+    if provider == "bedrock":
+        cls = anthropic.AsyncAnthropicBedrock if mode == "async" else anthropic.AnthropicBedrock
+        return cls(**server.bedrock_client_kwargs(**options))
+    cls = anthropic.AsyncAnthropic if mode == "async" else anthropic.Anthropic
+    return cls(**server.anthropic_client_kwargs(**options))
+
+
+def model_for(provider: str) -> str:
+    return scenarios.BEDROCK_MODEL if provider == "bedrock" else scenarios.MODEL
+
+
+def request_for(provider: str, scenario: str, stream_id: str = "") -> dict[str, Any]:
+    headers = {SCENARIO_HEADER: scenario}
+    if stream_id:
+        headers[STREAM_HEADER] = stream_id
+    return dict(model=model_for(provider), max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                extra_headers=headers)
+
+
+def api_available(client: Any, api: str) -> bool:
+    """Whether this SDK version offers `api` on this client (e.g. Bedrock beta helpers came late)."""
+    messages = getattr(getattr(client, "beta", None), "messages", None) if api.startswith("beta") else client.messages
+    return messages is not None and hasattr(messages, "stream" if api.endswith("helper") else "create")
+
+
+def _summary(item: Any) -> str:
+    to_dict = getattr(item, "to_dict", None)
+    body = to_dict() if callable(to_dict) else getattr(item, "__dict__", item)
+    return f"{type(item).__name__}:{body!r}"
+
+
+def _messages(client: Any, api: str) -> Any:
+    return client.beta.messages if api.startswith("beta") else client.messages
+
+
+def consume(client: Any, provider: str, api: str, scenario: str, stream_id: str = "") -> Seen:
+    """Read one stream with a sync client the way an application does; exceptions are caught and kept."""
+    items: list[str] = []
+    final = None
+    request = request_for(provider, scenario, stream_id)
+    try:
+        messages = _messages(client, api)
+        if api.endswith("helper"):
+            with messages.stream(**request) as stream:
+                for event in stream:
+                    items.append(_summary(event))
+                final = _summary(stream.get_final_message())
+        elif api == "next":
+            stream = messages.create(stream=True, **request)
+            while True:
+                try:
+                    items.append(_summary(next(stream)))
+                except StopIteration:
+                    break
+        else:
+            for event in messages.create(stream=True, **request):
+                items.append(_summary(event))
+    except Exception as exc:
+        return Seen(items, (type(exc).__name__, str(exc)), final)
+    return Seen(items, None, final)
+
+
+async def aconsume(client: Any, provider: str, api: str, scenario: str, stream_id: str = "") -> Seen:
+    """The async twin of `consume`."""
+    items: list[str] = []
+    final = None
+    request = request_for(provider, scenario, stream_id)
+    try:
+        messages = _messages(client, api)
+        if api.endswith("helper"):
+            async with messages.stream(**request) as stream:
+                async for event in stream:
+                    items.append(_summary(event))
+                final = _summary(await stream.get_final_message())
+        elif api == "next":
+            stream = await messages.create(stream=True, **request)
+            while True:
+                try:
+                    items.append(_summary(await stream.__anext__()))
+                except StopAsyncIteration:
+                    break
+        else:
+            async for event in await messages.create(stream=True, **request):
+                items.append(_summary(event))
+    except Exception as exc:
+        return Seen(items, (type(exc).__name__, str(exc)), final)
+    return Seen(items, None, final)
+
+
+# -- a concurrent mix ---------------------------------------------------------------------------------------
+
+
+def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int = 0,
+         apis: tuple[str, ...] = ("create", "helper")) -> list[Planned]:
+    """`streams` streams: faults at their rates (a share in [0, 1]), the rest healthy; providers, modes and
+    APIs spread evenly. Deterministic for a seed."""
+    unknown = sorted(set(faults) - set(scenarios.ALL))
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; accepted: {', '.join(sorted(scenarios.ALL))}")
+    if any(not 0 <= rate <= 1 for rate in faults.values()) or sum(faults.values()) > 1:
+        raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
+    rng = random.Random(seed)
+    names = [*faults, "_healthy"]
+    weights = [*faults.values(), 1 - sum(faults.values())]
+    planned = []
+    for i in range(streams):
+        scenario = rng.choices(names, weights)[0]
+        if scenario == "_healthy":
+            scenario = HEALTHY[rng.random() < 0.1]
+        planned.append(Planned(PROVIDERS[i % 2], MODES[(i // 2) % 2], apis[(i // 4) % len(apis)], scenario,
+                               f"s{seed}-{i}"))
+    return planned
+
+
+def run(server: LoopbackServer, streams: list[Planned], concurrency: int = 8,
+        progress: Callable[[int], None] | None = None) -> Counter[str]:
+    """Run the planned streams, sync ones on `concurrency` threads and async ones as `concurrency` tasks at a
+    time, both at once. Returns how the application fared: the exception class names it caught, or "ok"."""
+    results: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def done(seen: Seen) -> None:
+        with lock:
+            results[seen.error[0] if seen.error else "ok"] += 1
+            if progress is not None:
+                progress(sum(results.values()))
+
+    sync = [p for p in streams if p.mode == "sync"]
+    clients = {provider: make_client(server, provider, "sync") for provider in PROVIDERS}
+
+    def one(p: Planned) -> None:
+        done(consume(clients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
+
+    async def run_async() -> None:
+        aclients = {provider: make_client(server, provider, "async") for provider in PROVIDERS}
+        gate = asyncio.Semaphore(concurrency)
+
+        async def aone(p: Planned) -> None:
+            async with gate:
+                done(await aconsume(aclients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
+
+        try:
+            await asyncio.gather(*(aone(p) for p in streams if p.mode == "async"))
+        finally:
+            for client in aclients.values():
+                await client.close()
+
+    async_thread = threading.Thread(target=asyncio.run, args=(run_async(),), name="workload-async")
+    async_thread.start()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="workload-sync") as pool:
+            list(pool.map(one, sync))
+    finally:
+        async_thread.join()
+        for client in clients.values():
+            client.close()
+    return results

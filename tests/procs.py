@@ -1,0 +1,38 @@
+"""Child Python processes for tests that need a fresh interpreter (auto-instrumentation, exporters, forks)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def child_env(**env: str) -> dict[str, str]:
+    """The test's environment plus `env`, with the tests folder importable (driver, expectations)."""
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **env}
+
+
+def run_python(code: str, *prefix: str, timeout: float = 120, **env: str) -> str:
+    """Run `code` in a child interpreter (after `prefix`, e.g. a launcher); return stdout, fail on rc != 0."""
+    result = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                            env=child_env(**env))
+    assert result.returncode == 0, f"rc={result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def prometheus_tool(name: str) -> str:
+    """The path of a binary of Debian's `prometheus` package; skip with how to install it, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not installed: apt-get install prometheus (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
