@@ -1,0 +1,93 @@
+"""The demo's summary: what bedrock_otel recorded, read back from Prometheus metric families (the registry
+in-process, or a scrape of /metrics, which must give the same summary)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .. import semconv as sc
+from ..telemetry import catalog as c
+from ..telemetry.catalog import prometheus_label
+
+PROVIDER = prometheus_label(sc.PROVIDER)
+TOTAL = "total"
+# section title -> (instrument, the labels that name a row)
+SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
+    "streams by outcome": (c.STREAMS, (sc.OUTCOME,)),
+    "SSE events by type": (c.STREAM_EVENTS, (sc.EVENT_TYPE,)),
+    "error frames by error.type (source)": (c.ERROR_FRAMES, (sc.ERROR_TYPE, sc.ERROR_SOURCE)),
+    "malformed events by type (reason)": (c.MALFORMED_EVENTS, (sc.EVENT_TYPE, sc.MALFORMED_REASON)),
+    "rate-limit hits by source": (c.RATE_LIMIT_HITS, (sc.RATE_LIMIT_SOURCE,)),
+    "HTTP responses by status": (c.HTTP_RESPONSES, (sc.HTTP_STATUS,)),
+}
+TTFC = "time to first chunk (s)"
+QUANTILES = (("p50", 0.5), ("p95", 0.95))
+
+Table = dict[str, dict[str, float]]  # row -> provider -> value
+
+
+def _row(labels: dict[str, str], names: tuple[str, ...]) -> str:
+    first, *rest = (labels.get(prometheus_label(n), "") for n in names)
+    return first + "".join(f" ({r})" for r in rest)
+
+
+def summarize(families: Iterable[Any]) -> dict[str, Any]:
+    """{section: {row: {provider: value}}} for the counters, {provider: {p50, p95}} for time to first chunk."""
+    by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in families:
+        for sample in family.samples:
+            by_name.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    summary: dict[str, Any] = {}
+    for title, (instrument, names) in SECTIONS.items():
+        table: Table = {}
+        for labels, value in by_name.get(instrument.prometheus_name, ()):
+            if value:
+                cells = table.setdefault(_row(labels, names), {})
+                cells[labels[PROVIDER]] = cells.get(labels[PROVIDER], 0) + value
+        summary[title] = {row: table[row] for row in sorted(table)}
+    buckets: dict[str, dict[float, float]] = {}
+    for labels, value in by_name.get(c.TIME_TO_FIRST_CHUNK.prometheus_name + "_bucket", ()):
+        for provider in (labels[PROVIDER], TOTAL):
+            le = float(labels["le"])
+            buckets.setdefault(provider, {})[le] = buckets.setdefault(provider, {}).get(le, 0) + value
+    summary[TTFC] = {provider: {name: histogram_quantile(q, sorted(b.items())) for name, q in QUANTILES}
+                     for provider, b in sorted(buckets.items())}
+    return summary
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative (upper bound, count) pairs: linear within a bucket."""
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for upper_bound, count in buckets:
+        if count >= rank:
+            if math.isinf(upper_bound):
+                return lower_bound
+            if count == lower_count:
+                return upper_bound
+            return lower_bound + (upper_bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = upper_bound, count
+    return lower_bound
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The summary as aligned text tables, one column per provider plus the total."""
+    providers = sorted({p for title in SECTIONS for cells in summary[title].values() for p in cells})
+    header = [*providers, TOTAL]
+    lines: list[str] = []
+    for title in SECTIONS:
+        lines.append(f"{title:<44}" + "".join(f"{h:>14}" for h in header))
+        rows = summary[title] or {"(none)": {}}
+        for row, cells in rows.items():
+            values = [cells.get(p, 0) for p in providers]
+            lines.append(f"  {row:<42}" + "".join(f"{v:>14,.0f}" for v in [*values, sum(values)]))
+        lines.append("")
+    lines.append(f"{TTFC:<44}" + "".join(f"{h:>14}" for h in header))
+    for name, _q in QUANTILES:
+        cells = [summary[TTFC].get(p, {}).get(name) for p in header]
+        lines.append(f"  {name:<42}" + "".join(f"{v:>14.3f}" if v is not None else f"{'-':>14}" for v in cells))
+    return "\n".join(lines)
