@@ -32,7 +32,7 @@ def prometheus_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         message = f"{name} not installed: apt-get install prometheus (.ci/run installs it)"
-        if os.environ.get("CI"):
+        if os.environ.get("BEDROCK_OTEL_REQUIRE_TOOLS"):
             pytest.fail(message)
         pytest.skip(message)
     return path

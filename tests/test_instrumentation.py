@@ -161,3 +161,9 @@ def test_settings_from_environment_and_kwargs() -> None:
     assert settings.repair is True and settings.max_models == 3 and settings.metrics == ("otel",)
     assert Settings.load({}, environ={}) == Settings()
     assert Settings().capture_content is False and Settings().span_events == "boundaries"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` | `{setting.env}` |" in readme, setting.name
