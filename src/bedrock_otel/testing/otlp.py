@@ -139,27 +139,24 @@ class OtlpReceiver:
 
     # -- what was received -------------------------------------------------------------------------------------
 
+    def _received(self, kind: str) -> Iterator[tuple[dict[str, Any], str, Any]]:
+        """(resource attributes, scope name, item) for every `spans` or `metrics` item received, oldest first."""
+        with self._lock:
+            requests = list(self.trace_requests if kind == "spans" else self.metric_requests)
+        for request in requests:
+            for per_resource in getattr(request, f"resource_{kind}"):
+                resource = attributes_of(per_resource.resource.attributes)
+                for per_scope in getattr(per_resource, f"scope_{kind}"):
+                    for item in getattr(per_scope, kind):
+                        yield resource, per_scope.scope.name, item
+
     def spans(self) -> Iterator[tuple[dict[str, Any], Any]]:
         """(resource attributes, span) for every span received."""
-        with self._lock:
-            requests = list(self.trace_requests)
-        for request in requests:
-            for resource_spans in request.resource_spans:
-                resource = attributes_of(resource_spans.resource.attributes)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        yield resource, span
+        return ((resource, span) for resource, _scope, span in self._received("spans"))
 
     def metrics(self) -> Iterator[tuple[dict[str, Any], str, Any]]:
         """(resource attributes, scope name, metric) for every metric received, oldest first."""
-        with self._lock:
-            requests = list(self.metric_requests)
-        for request in requests:
-            for resource_metrics in request.resource_metrics:
-                resource = attributes_of(resource_metrics.resource.attributes)
-                for scope_metrics in resource_metrics.scope_metrics:
-                    for metric in scope_metrics.metrics:
-                        yield resource, scope_metrics.scope.name, metric
+        return self._received("metrics")
 
     def latest_metric(self, name: str) -> Any:
         """The most recent export of metric `name` (cumulative: it holds the totals), or None."""
