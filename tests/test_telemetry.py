@@ -174,3 +174,12 @@ def test_malformed_warning_names_the_sdk_and_remedies_once_a_minute(bedrock_otel
         drive(bedrock_otel_server, "bedrock", "sync", "create", "typeless")
     assert len([r for r in caplog.records if r.name == "bedrock_otel" and r.levelname == "WARNING"]) == 1
     assert anthropic.__version__ in warnings[0] and "0.110.0" in warnings[0] and "BEDROCK_OTEL_REPAIR" in warnings[0]
+
+
+def test_internal_error_components_are_declared_and_exported_from_the_start() -> None:
+    src = Path(__file__).parent.parent / "src" / "bedrock_otel"
+    used = {m for f in src.rglob("*.py") for m in re.findall(r'internal_error\("([^"]+)"\)', f.read_text())}
+    assert used == set(sc.INTERNAL_COMPONENTS)
+    with CapturedTelemetry() as t:  # before any stream: every component is there at 0 (absent = telemetry missing)
+        assert t.samples(c.INTERNAL_ERRORS.prometheus_name) == {
+            (("bedrock_otel_component", component),): 0.0 for component in sc.INTERNAL_COMPONENTS}

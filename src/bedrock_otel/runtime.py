@@ -18,6 +18,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from . import semconv as sc
 from .config import Settings
 from .observe import classify, repair
 from .observe.labels import labels_for
@@ -66,6 +67,7 @@ class Runtime:
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
         self.cap_model = classify.ValueCap(settings.max_models)
         self.repair = repair
+        self.record([(catalog.INTERNAL_ERRORS, (component,), 0) for component in sc.INTERNAL_COMPONENTS])
 
     # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
 

@@ -120,3 +120,10 @@ BEDROCK_EXCEPTION_TYPES = frozenset(
     }
 )
 RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingException": SOURCE_EXCEPTION_FRAME}
+
+# bedrock_otel.component values: where bedrock_otel caught one of its own errors. Every value is exported
+# (at 0) from the moment instrumentation starts, so an absent series means the telemetry itself is missing.
+INTERNAL_COMPONENTS = (
+    "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
+    "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
+)
