@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from driver import FIXED_BEDROCK_DECODER
-from procs import child_env
+from procs import child_env, popen
 from prometheus_client.parser import text_string_to_metric_families
 
 from bedrock_otel import semconv as sc
@@ -117,9 +117,8 @@ def test_run_serves_metrics_of_a_program_that_knows_nothing_of_bedrock_otel(app:
     theirs.mkdir()
     (theirs / "sitecustomize.py").write_text("print('their sitecustomize ran')\n")
     port = free_port()
-    with subprocess.Popen([CLI, "run", "--prometheus-port", str(port), "--", sys.executable, str(app),
-                           bedrock_otel_server.url, "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=child_env(PYTHONPATH=str(theirs))) as child:
+    with popen([CLI, "run", "--prometheus-port", str(port), "--", sys.executable, str(app), bedrock_otel_server.url,
+                "wait"], stdin=subprocess.PIPE, env=child_env(PYTHONPATH=str(theirs))) as child:
         assert child.stdout is not None and child.stdin is not None
         lines = [child.stdout.readline()]
         while lines[-1] and not lines[-1].startswith("app done"):
@@ -164,9 +163,8 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
     streams, seed = 80, 7
     report = tmp_path / "summary.json"
     faults = [arg for name, rate in DEMO_FAULTS.items() for arg in ("--fault", f"{name}={rate}")]
-    with subprocess.Popen([CLI, "demo", "--streams", str(streams), "--seed", str(seed), "--port", "0", "--latency",
-                           "0.005", "--json", str(report), "--serve", *faults], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=child_env()) as demo:
+    with popen([CLI, "demo", "--streams", str(streams), "--seed", str(seed), "--port", "0", "--latency", "0.005",
+                "--json", str(report), "--serve", *faults], env=child_env()) as demo:
         assert demo.stdout is not None
         printed = []
         for line in demo.stdout:

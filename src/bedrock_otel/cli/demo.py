@@ -157,11 +157,11 @@ def main(args: argparse.Namespace) -> int:
             sys.stderr.write(f"bedrock-otel demo: {exc}; serving /metrics only\n")
     print(f"\n  serving {server.url} until interrupted (Ctrl-C)", flush=True)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: SIGINT may be ignored (started in the background)
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.2):
+            pass
     finally:
         if prometheus is not None:
             prometheus.stop()
