@@ -13,6 +13,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -108,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
 
     import bedrock_otel
 
+    from ..monitoring.alerts import prometheus_rules
+    from ..monitoring.files import to_yaml
     from ..testing import LoopbackServer
     from ..testing.prometheus import PrometheusNotInstalled, PrometheusServer, host_port
 
@@ -151,8 +154,11 @@ def main(args: argparse.Namespace) -> int:
     prometheus = None
     if args.prometheus:
         try:
-            prometheus = PrometheusServer([host_port(server.url)], job="bedrock_otel_demo").start()
-            print(f"\n  Prometheus: {prometheus.url} (scraping {server.url})")
+            rules = Path(tempfile.mkdtemp(prefix="bedrock-otel-demo-")) / "bedrock-otel-alerts.yml"
+            rules.write_text(to_yaml(prometheus_rules()) + "\n")
+            prometheus = PrometheusServer([host_port(server.url)], rule_files=[rules], job="bedrock_otel_demo").start()
+            print(f"\n  Prometheus: {prometheus.url} (scraping {server.url}; the project's alert rules: "
+                  f"{prometheus.url}/alerts)")
         except PrometheusNotInstalled as exc:
             sys.stderr.write(f"bedrock-otel demo: {exc}; serving /metrics only\n")
     print(f"\n  serving {server.url} until interrupted (Ctrl-C)", flush=True)

@@ -1,0 +1,223 @@
+"""The main Grafana dashboard ("bedrock_otel / Claude streams"), generated: every query is built from the
+catalogue and honours the template variables (data source, job, provider, model, region, inference profile)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import semconv as sc
+from ..telemetry import catalog as c
+from .promql import JOB, MODEL, PROFILE, PROVIDER, REGION, VARIABLES, label, quantile, rate, ratio, selector
+
+UID = "bedrock-otel-streams"
+TITLE = "bedrock_otel / Claude streams"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+W = "$__rate_interval"  # the rate window Grafana computes from the scrape interval
+OUTCOME, SOURCE, EVENT = label(sc.OUTCOME), label(sc.RATE_LIMIT_SOURCE), label(sc.EVENT_TYPE)
+ERROR_TYPE, ERROR_SOURCE, REASON = label(sc.ERROR_TYPE), label(sc.ERROR_SOURCE), label(sc.MALFORMED_REASON)
+STATUS, RESOURCE, TOKEN = label(sc.HTTP_STATUS), label(sc.RATE_LIMIT_RESOURCE), label(sc.TOKEN_TYPE)
+
+
+@dataclass(frozen=True)
+class Target:
+    expr: str
+    legend: str
+
+
+@dataclass
+class Panel:
+    title: str
+    targets: list[Target]
+    unit: str
+    description: str
+    kind: str = "timeseries"
+    width: int = 12
+    height: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def series(title: str, unit: str, description: str, *targets: tuple[str, str], width: int = 12,
+           stack: bool = False) -> Panel:
+    options = {"stack": stack}
+    return Panel(title, [Target(e, legend) for e, legend in targets], unit, description, "timeseries", width,
+                 options=options)
+
+
+def stat(title: str, expr: str, unit: str, description: str, thresholds: tuple[float, float] | None = None) -> Panel:
+    """A stat tile; `or vector(0)` shows 0 rather than "No data" when nothing has happened yet."""
+    return Panel(title, [Target(f"{expr} or vector(0)", title)], unit, description, "stat", 4, 4,
+                 {"thresholds": thresholds})
+
+
+def _legend(*labels: str) -> str:
+    return " ".join(f"{{{{{name}}}}}" for name in labels)
+
+
+BY_MODEL = (PROVIDER, MODEL)
+PER_MINUTE = " * 60"
+
+ROWS: list[tuple[str, list[Panel]]] = [
+    ("Overview", [
+        stat("Streams per second", rate(c.STREAMS, W, dashboard=True), "reqps",
+             "Streamed calls ending per second, every outcome."),
+        stat("Error-outcome ratio", ratio(rate(c.STREAMS, W, dashboard=True, **{OUTCOME: sc.OUTCOME_ERROR}),
+                                          rate(c.STREAMS, W, dashboard=True)), "percentunit",
+             "Share of streams that ended with an error (HTTP errors, error frames, exceptions).", (0.01, 0.05)),
+        stat("Rate-limit hits per minute", rate(c.RATE_LIMIT_HITS, W, dashboard=True) + PER_MINUTE, "short",
+             "HTTP 429s (every attempt), in-band rate_limit_error events and throttlingException frames.", (1, 10)),
+        stat("Malformed start events per minute",
+             rate(c.MALFORMED_EVENTS, W, dashboard=True, **{REASON: sc.REASON_START_WITHOUT_MESSAGE}) + PER_MINUTE,
+             "short", "#1472: error frames the SDK handed over as message_start with message=None. Anything above "
+                      "0: upgrade anthropic to >= 0.110.0 or enable repair mode.", (0.001, 0.001)),
+        stat("Active streams", f"sum({selector(c.STREAMS_ACTIVE, dashboard=True)})", "short",
+             "Streams in flight now (request sent, stream not yet ended)."),
+        stat("Time to first chunk p95", quantile(0.95, c.TIME_TO_FIRST_CHUNK, W, dashboard=True), "s",
+             "95th percentile from the first request attempt to the first content_block_delta.", (2, 5)),
+    ]),
+    ("SSE events", [
+        series("Events per second by type", "short", "Every SSE event on the wire, including ping and error events "
+               "the SDK drops or raises on.", (rate(c.STREAM_EVENTS, W, (EVENT,), dashboard=True), _legend(EVENT)),
+               stack=True),
+        series("Malformed events per second by type and reason", "short",
+               "start_without_message (#1472), missing_type (chunks without a type), invalid_json.",
+               (rate(c.MALFORMED_EVENTS, W, (EVENT, REASON), dashboard=True), _legend(EVENT, REASON))),
+    ]),
+    ("Error frames", [
+        series("Error frames per second by error.type and source", "short",
+               "In-band errors inside HTTP 200 streams: error events and Bedrock exception frames.",
+               (rate(c.ERROR_FRAMES, W, (ERROR_TYPE, ERROR_SOURCE), dashboard=True), _legend(ERROR_TYPE, ERROR_SOURCE)),
+               stack=True),
+        series("Error frames per second by model and region", "short", "Where the in-band errors come from.",
+               (rate(c.ERROR_FRAMES, W, (*BY_MODEL, REGION), dashboard=True), _legend(MODEL, REGION))),
+    ]),
+    ("Rate limits", [
+        series("Rate-limit hits per second by source", "short",
+               "http_429 (every attempt, retries included), error_event (in-band rate_limit_error), exception_frame "
+               "(throttlingException).", (rate(c.RATE_LIMIT_HITS, W, (SOURCE, PROVIDER), dashboard=True),
+                                          _legend(PROVIDER, SOURCE)), width=8, stack=True),
+        series("HTTP responses per second by status", "reqps", "Every HTTP attempt the SDK made, by status code.",
+               (rate(c.HTTP_RESPONSES, W, (PROVIDER, STATUS), dashboard=True), _legend(PROVIDER, STATUS)), width=8,
+               stack=True),
+        series("retry-after (p50, p95)", "s", "retry-after header values on HTTP responses.",
+               (quantile(0.5, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p50 " + _legend(STATUS)),
+               (quantile(0.95, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p95 " + _legend(STATUS)), width=8),
+    ]),
+    ("Stream outcomes", [
+        series("Streams per second by outcome", "reqps", "completed, error, truncated (ended without message_stop "
+               "or error), abandoned (the caller stopped reading).",
+               (rate(c.STREAMS, W, (OUTCOME,), dashboard=True), _legend(OUTCOME)), stack=True),
+        series("Error-outcome ratio by model", "percentunit", "Share of each model's streams ending in error.",
+               (ratio(rate(c.STREAMS, W, BY_MODEL, dashboard=True, **{OUTCOME: sc.OUTCOME_ERROR}),
+                      rate(c.STREAMS, W, BY_MODEL, dashboard=True)), _legend(MODEL))),
+    ]),
+    ("Latency", [
+        series("Time to first chunk (p50, p95, p99)", "s", "From the first request attempt to the first "
+               "content_block_delta (retries and back-off included).",
+               *[(quantile(q, c.TIME_TO_FIRST_CHUNK, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)]),
+        series("Operation duration (p50, p95, p99)", "s", "From the first request attempt to the end of the stream.",
+               *[(quantile(q, c.OPERATION_DURATION, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)]),
+    ]),
+    ("Tokens", [
+        series("Tokens per second by type", "short", "input, output, cache_read, cache_creation from stream usage.",
+               (rate(c.USAGE_TOKENS, W, (TOKEN,), dashboard=True), _legend(TOKEN)), stack=True),
+        series("Tokens per call (p50, p95) by type", "short", "gen_ai.client.token.usage per streamed call.",
+               (quantile(0.5, c.TOKEN_USAGE, W, (TOKEN,), dashboard=True), "p50 " + _legend(TOKEN)),
+               (quantile(0.95, c.TOKEN_USAGE, W, (TOKEN,), dashboard=True), "p95 " + _legend(TOKEN))),
+    ]),
+    ("Rate-limit headroom", [
+        series("Headroom (remaining / limit) by resource", "percentunit",
+               "From the last anthropic-ratelimit-*-remaining and -limit headers; low means the next requests will "
+               "be rate-limited.", (f"min by ({PROVIDER}, {REGION}, {RESOURCE}) "
+                                    f"({selector(c.RATE_LIMIT_REMAINING, dashboard=True)} / "
+                                    f"({selector(c.RATE_LIMIT_LIMIT, dashboard=True)} > 0))",
+                                    _legend(PROVIDER, RESOURCE))),
+        series("Remaining by resource", "short", "The last anthropic-ratelimit-*-remaining header values.",
+               (f"max by ({PROVIDER}, {REGION}, {RESOURCE}) ({selector(c.RATE_LIMIT_REMAINING, dashboard=True)})",
+                _legend(PROVIDER, RESOURCE))),
+    ]),
+    ("By model, region and inference profile", [
+        series("Streams per second by model", "reqps", "Every stream, by provider and model.",
+               (rate(c.STREAMS, W, BY_MODEL, dashboard=True), _legend(PROVIDER, MODEL)), width=8),
+        series("Streams per second by region and inference profile", "reqps",
+               "Bedrock region and cross-region inference profile (global, us, eu, apac; empty off Bedrock).",
+               (rate(c.STREAMS, W, (PROVIDER, REGION, PROFILE), dashboard=True), _legend(PROVIDER, REGION, PROFILE)),
+               width=8),
+        series("Rate-limit hits per second by region and inference profile", "short",
+               "Which regions and profiles are being rate-limited.",
+               (rate(c.RATE_LIMIT_HITS, W, (PROVIDER, REGION, PROFILE, SOURCE), dashboard=True),
+                _legend(REGION, PROFILE, SOURCE)), width=8),
+        series("bedrock_otel internal errors per second", "short", "Errors bedrock_otel caught in itself (the "
+               "application never sees them); anything above 0 is worth a bug report.",
+               (rate(c.INTERNAL_ERRORS, W, (JOB, label(sc.INTERNAL_COMPONENT)), dashboard=True),
+                _legend(JOB, label(sc.INTERNAL_COMPONENT))), width=24),
+    ]),
+]
+
+
+def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": panel.unit}
+    if panel.kind == "stat":
+        steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
+        if panel.options.get("thresholds"):
+            warn, bad = panel.options["thresholds"]
+            steps += [{"color": "orange", "value": warn}, {"color": "red", "value": bad}]
+        defaults["thresholds"] = {"mode": "absolute", "steps": steps}
+        options: dict[str, Any] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                                   "colorMode": "value", "graphMode": "area", "textMode": "auto"}
+    else:
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10 if panel.options["stack"] else 0,
+                              "stacking": {"mode": "normal" if panel.options["stack"] else "none"}}
+        options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                   "tooltip": {"mode": "multi", "sort": "desc"}}
+    return {
+        "id": panel_id, "type": panel.kind, "title": panel.title, "description": panel.description,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend,
+                     "range": True, "instant": False} for i, t in enumerate(panel.targets)],
+    }
+
+
+def _variables() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "datasource", "label": "Data source", "type": "datasource",
+                                  "query": "prometheus", "current": {}, "hide": 0, "refresh": 1}]
+    chain: list[str] = []
+    for var, name in VARIABLES.items():
+        filters = ", ".join(f'{VARIABLES[v]}=~"${v}"' for v in chain)
+        query = f"label_values({c.STREAMS.prometheus_name}{{{filters}}}, {name})"
+        out.append({"name": var, "label": var.capitalize() if var != "profile" else "Inference profile",
+                    "type": "query", "datasource": DATASOURCE, "query": {"query": query, "refId": var},
+                    "definition": query, "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
+                    "current": {"text": "All", "value": "$__all"}, "sort": 1, "hide": 0})
+        chain.append(var)
+    return out
+
+
+def build() -> dict[str, Any]:
+    panels: list[dict[str, Any]] = []
+    y, panel_id = 0, 1
+    for title, row_panels in ROWS:
+        panels.append({"id": panel_id, "type": "row", "title": title, "collapsed": False, "panels": [],
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}})
+        panel_id, y, x, row_height = panel_id + 1, y + 1, 0, 0
+        for panel in row_panels:
+            if x + panel.width > 24:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(_panel_json(panel, panel_id, x, y))
+            panel_id, x, row_height = panel_id + 1, x + panel.width, max(row_height, panel.height)
+        y += row_height
+    return {
+        "uid": UID, "title": TITLE, "tags": ["bedrock_otel", "anthropic", "bedrock", "llm"],
+        "description": "Are we being rate-limited on Bedrock, where, and is our SDK mishandling it? Streams, SSE "
+                       "events, in-band error frames, rate limits and latency from bedrock_otel.",
+        "schemaVersion": 39, "version": 1, "editable": False, "graphTooltip": 1, "timezone": "browser",
+        "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
+        "templating": {"list": _variables()},
+        "annotations": {"list": []}, "links": [],
+        "panels": panels,
+    }

@@ -1,0 +1,54 @@
+"""PromQL built from catalogue instruments: names and label names come from `telemetry.catalog`, never typed."""
+
+from __future__ import annotations
+
+from .. import semconv as sc
+from ..telemetry.catalog import Instrument, prometheus_label
+
+PROVIDER = prometheus_label(sc.PROVIDER)
+MODEL = prometheus_label(sc.REQUEST_MODEL)
+REGION = prometheus_label(sc.CLOUD_REGION)
+PROFILE = prometheus_label(sc.INFERENCE_PROFILE)
+JOB, INSTANCE = "job", "instance"
+
+# Grafana template variable -> the label it filters (only on instruments that carry the label).
+VARIABLES = {"job": JOB, "provider": PROVIDER, "model": MODEL, "region": REGION, "profile": PROFILE}
+
+
+def label(attribute: str) -> str:
+    return prometheus_label(attribute)
+
+
+def selector(instrument: Instrument, suffix: str = "", dashboard: bool = False, **match: str) -> str:
+    """`name{...}`: exact `match`es by attribute label (`outcome="error"` style, keys are Prometheus labels, values
+    may start with `~` for a regex), plus, on dashboards, the template variables for the labels it has."""
+    labels = {JOB} | set(instrument.prometheus_labels)
+    matchers = []
+    if dashboard:
+        matchers += [f'{name}=~"${var}"' for var, name in VARIABLES.items() if name in labels]
+    for name, value in match.items():
+        assert name in labels, f"{instrument.name} has no label {name}"
+        matchers.append(f'{name}=~"{value[1:]}"' if value.startswith("~") else f'{name}="{value}"')
+    return f"{instrument.prometheus_name}{suffix}{{{', '.join(matchers)}}}" if matchers else \
+        instrument.prometheus_name + suffix
+
+
+def rate(instrument: Instrument, window: str, by: tuple[str, ...] = (), dashboard: bool = False,
+         suffix: str = "", **match: str) -> str:
+    grouping = f" by ({', '.join(by)})" if by else ""
+    return f"sum{grouping} (rate({selector(instrument, suffix, dashboard, **match)}[{window}]))"
+
+
+def increase(instrument: Instrument, window: str, by: tuple[str, ...] = (), **match: str) -> str:
+    grouping = f" by ({', '.join(by)})" if by else ""
+    return f"sum{grouping} (increase({selector(instrument, **match)}[{window}]))"
+
+
+def quantile(q: float, instrument: Instrument, window: str, by: tuple[str, ...] = (), dashboard: bool = False) -> str:
+    return (f"histogram_quantile({q}, sum by ({', '.join(('le', *by))}) "
+            f"(rate({selector(instrument, '_bucket', dashboard)}[{window}])))")
+
+
+def ratio(numerator: str, denominator: str) -> str:
+    return f"({numerator}) / ({denominator})"
+
