@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from procs import TESTS, prometheus_tool
 
 import bedrock_otel
@@ -22,8 +23,6 @@ from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import LoopbackServer, workload
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.prometheus import PrometheusServer, host_port
-
-yaml = pytest.importorskip("yaml")
 
 ROOT = TESTS.parent
 OUT = ROOT / "dashboards"

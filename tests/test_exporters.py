@@ -129,7 +129,6 @@ def test_a_busy_port_is_logged_and_the_application_carries_on(caplog: pytest.Log
 
 @pytest.mark.parametrize("example", ["flask_metrics.py", "starlette_metrics.py"])
 def test_documented_web_app_mounts_serve_the_metrics(example: str) -> None:
-    pytest.importorskip("flask" if example.startswith("flask") else "starlette")
     code = textwrap.dedent(f"""
         import runpy
         app = runpy.run_path({str(EXAMPLES / example)!r})["app"]
