@@ -17,7 +17,7 @@ from procs import run_python
 import bedrock_otel
 from bedrock_otel import ConfigError
 from bedrock_otel import semconv as sc
-from bedrock_otel.config import SETTINGS, Settings
+from bedrock_otel.config import SETTINGS, Settings, setting
 from bedrock_otel.hooks.targets import TARGETS
 from bedrock_otel.instrumentation import PATCHER
 from bedrock_otel.telemetry import catalog as c
@@ -137,7 +137,7 @@ def test_otel_sdk_disabled_makes_it_a_no_op(bedrock_otel_server: Any, monkeypatc
     ("metrics", "statsd", "prometheus, otel"),
 ])
 def test_invalid_settings_name_the_setting_and_the_accepted_values(name: str, value: str, accepted: str) -> None:
-    env = next(s.env for s in SETTINGS if s.name == name)
+    env = setting(name).env
     with pytest.raises(ConfigError) as from_kwarg:
         Settings.load({name: value}, environ={})
     assert name in str(from_kwarg.value) and accepted in str(from_kwarg.value)
@@ -165,5 +165,5 @@ def test_settings_from_environment_and_kwargs() -> None:
 
 def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    for setting in SETTINGS:
-        assert f"| `{setting.name}` | `{setting.env}` |" in readme, setting.name
+    for declared in SETTINGS:
+        assert f"| `{declared.name}` | `{declared.env}` |" in readme, declared.name

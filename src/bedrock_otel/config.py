@@ -156,6 +156,11 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def setting(name: str) -> Setting:
+    """The declaration of one setting, by name."""
+    return next(s for s in SETTINGS if s.name == name)
+
+
 @dataclass(frozen=True)
 class Settings:
     repair: bool = False

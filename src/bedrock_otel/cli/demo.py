@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_PROMETHEUS_PORT, SETTINGS
+from ..config import DEFAULT_PROMETHEUS_PORT, setting
 from ..testing import scenarios, workload
 from . import setting_type, summary
 
 NAME = "demo"
 HELP = "run a realistic faulty workload on loopback servers, serve /metrics and print a summary"
-_PORT = next(s for s in SETTINGS if s.name == "prometheus_port")
-_ADDR = next(s for s in SETTINGS if s.name == "prometheus_addr")
 FAULTS = sorted(set(scenarios.ALL) - set(workload.HEALTHY))
 
 
@@ -72,9 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mean seconds before a stream's first event (±50%%); later events 1/20 of it "
                              "(default 0.05)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the workload's random mix (default 1)")
-    parser.add_argument("--port", type=setting_type(_PORT, "--port"), default=str(DEFAULT_PROMETHEUS_PORT),
+    parser.add_argument("--port", type=setting_type(setting("prometheus_port"), "--port"),
+                        default=str(DEFAULT_PROMETHEUS_PORT),
                         help=f"port of /metrics (default {DEFAULT_PROMETHEUS_PORT}; 0 picks a free one)")
-    parser.add_argument("--addr", type=setting_type(_ADDR, "--addr"), default="127.0.0.1",
+    parser.add_argument("--addr", type=setting_type(setting("prometheus_addr"), "--addr"), default="127.0.0.1",
                         help="address /metrics binds to (default 127.0.0.1)")
     parser.add_argument("--repair", action="store_true", help="turn on repair mode (in-band errors raise the "
                                                               "matching SDK exception)")

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 
 from .. import exporters
-from ..config import DEFAULT_PROMETHEUS_PORT, SETTINGS, Settings
+from ..config import DEFAULT_PROMETHEUS_PORT, SETTINGS, Settings, setting
 from ..exporters import otlp
 from . import add_setting_options
 
 NAME = "run"
 HELP = "run a program auto-instrumented (metrics endpoint and/or OTLP)"
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "bootstrap"
-PORT_ENV = next(s.env for s in SETTINGS if s.name == "prometheus_port")
+PORT_ENV = setting("prometheus_port").env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +35,10 @@ def environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str
     """The child's environment: options as their variables, the endpoint by default, the bootstrap path.
     Validates the result, so a bad variable fails here, naming it, rather than in the child."""
     env = dict(base)
-    for setting in SETTINGS:
-        value = getattr(args, setting.name)
+    for declared in SETTINGS:
+        value = getattr(args, declared.name)
         if value is not None:
-            env[setting.env] = value
+            env[declared.env] = value
     settings = Settings.load({}, environ=env)
     if exporters.prometheus_port(settings) is None and not any(
             otlp.exporters_for(signal, settings, env) for signal in (otlp.TRACES, otlp.METRICS)):
