@@ -174,7 +174,7 @@ import json, os, sys, types, urllib.request
 import bedrock_otel
 from bedrock_otel.exporters.prometheus import child_exit
 from bedrock_otel.testing import LoopbackServer
-from bedrock_otel.testing.workload import consume, make_client, model_for, request_for
+from bedrock_otel.testing.workload import consume, make_client, request_for
 
 WORKERS, SCENARIOS = int(sys.argv[1]), ("normal", "error_first", "http_429_then_ok")
 bedrock_otel.instrument(metrics="prometheus", traces=False, prometheus_port=0)  # the master, gunicorn style

@@ -8,16 +8,12 @@ from typing import Any
 
 import pytest
 from conftest import by_label
-from driver import MODES, PROVIDERS, make_client, model_for
+from driver import MODES, PROVIDERS, make_client
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing.capture import CapturedTelemetry
-
-
-def _request(provider: str, scenario: str = "normal") -> dict[str, Any]:
-    return dict(model=model_for(provider), max_tokens=16, messages=[{"role": "user", "content": "hi"}],
-                extra_headers={"x-bedrock-otel-scenario": scenario})
+from bedrock_otel.testing.workload import request_for
 
 
 def _assert_single(t: CapturedTelemetry, outcome: str) -> None:
@@ -31,7 +27,7 @@ def _assert_single(t: CapturedTelemetry, outcome: str) -> None:
 def test_break_then_close_is_abandoned(bedrock_otel_server: Any, provider: str) -> None:
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
-        stream = client.messages.create(stream=True, **_request(provider))
+        stream = client.messages.create(stream=True, **request_for(provider, "normal"))
         for _event in stream:
             break
         assert by_label(t, c.STREAMS, sc.OUTCOME) == {}  # still open: the caller holds it
@@ -45,7 +41,7 @@ def test_break_then_close_is_abandoned(bedrock_otel_server: Any, provider: str) 
 def test_dropped_stream_is_abandoned_when_collected(bedrock_otel_server: Any, provider: str) -> None:
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
-        stream = client.messages.create(stream=True, **_request(provider))
+        stream = client.messages.create(stream=True, **request_for(provider, "normal"))
         next(iter(stream))
         del stream
         gc.collect()
@@ -56,7 +52,7 @@ def test_dropped_stream_is_abandoned_when_collected(bedrock_otel_server: Any, pr
 def test_never_iterated_stream_is_abandoned(bedrock_otel_server: Any, provider: str) -> None:
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
-        client.messages.create(stream=True, **_request(provider))
+        client.messages.create(stream=True, **request_for(provider, "normal"))
         gc.collect()
         _assert_single(t, "abandoned")
 
@@ -66,7 +62,7 @@ def test_exception_in_helper_loop_body_is_abandoned(bedrock_otel_server: Any, pr
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
         with pytest.raises(KeyError):
-            with client.messages.stream(**_request(provider)) as stream:
+            with client.messages.stream(**request_for(provider, "normal")) as stream:
                 for _text in stream.text_stream:
                     raise KeyError("the application's own bug")
         gc.collect()
@@ -77,7 +73,7 @@ def test_exception_in_helper_loop_body_is_abandoned(bedrock_otel_server: Any, pr
 def test_break_after_message_stop_is_completed(bedrock_otel_server: Any, provider: str) -> None:
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
-        with client.messages.create(stream=True, **_request(provider)) as stream:
+        with client.messages.create(stream=True, **request_for(provider, "normal")) as stream:
             for event in stream:
                 if event.type == "message_stop":
                     break
@@ -89,7 +85,7 @@ def test_crash_on_1472_masquerade_in_loop_body_is_error(bedrock_otel_server: Any
     client = make_client(bedrock_otel_server, "bedrock", "sync")
     with CapturedTelemetry() as t:
         with pytest.raises((AttributeError, Exception)):
-            for event in client.messages.create(stream=True, **_request("bedrock", "error_first")):
+            for event in client.messages.create(stream=True, **request_for("bedrock", "error_first")):
                 event.message.model  # noqa: B018 - what the application in #1472 does
         gc.collect()
         _assert_single(t, "error")
@@ -102,14 +98,14 @@ def test_async_break_and_close_and_cancel(bedrock_otel_server: Any, mode: str) -
 
     async def run(t: CapturedTelemetry) -> None:
         client = make_client(bedrock_otel_server, "first_party", "async")
-        stream = await client.messages.create(stream=True, **_request("first_party"))
+        stream = await client.messages.create(stream=True, **request_for("first_party", "normal"))
         async for _event in stream:
             break
         await stream.close()
         _assert_single(t, "abandoned")
 
         async def consume() -> None:
-            s = await client.messages.create(stream=True, **_request("first_party", "normal"))
+            s = await client.messages.create(stream=True, **request_for("first_party", "normal"))
             async for _event in s:
                 await asyncio.sleep(10)
 
@@ -136,7 +132,7 @@ def _sync_keyboard_interrupt(server: Any) -> None:
     client = make_client(server, "first_party", "sync")
     with CapturedTelemetry() as t:
         with pytest.raises(KeyboardInterrupt):
-            with client.messages.create(stream=True, **_request("first_party")) as stream:
+            with client.messages.create(stream=True, **request_for("first_party", "normal")) as stream:
                 for _event in stream:
                     raise KeyboardInterrupt
         _assert_single(t, "abandoned")
@@ -146,13 +142,13 @@ def _sync_keyboard_interrupt(server: Any) -> None:
 def test_helper_until_done_and_async_text_stream(bedrock_otel_server: Any, provider: str) -> None:
     client = make_client(bedrock_otel_server, provider, "sync")
     with CapturedTelemetry() as t:
-        with client.messages.stream(**_request(provider)) as stream:
+        with client.messages.stream(**request_for(provider, "normal")) as stream:
             stream.until_done()
         _assert_single(t, "completed")
 
     async def run() -> str:
         aclient = make_client(bedrock_otel_server, provider, "async")
-        async with aclient.messages.stream(**_request(provider)) as astream:
+        async with aclient.messages.stream(**request_for(provider, "normal")) as astream:
             text = "".join([chunk async for chunk in astream.text_stream])
         await aclient.close()
         return text

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments, after --")
 
 
-def environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
+def environment(args: argparse.Namespace, base: dict[str, str]) -> tuple[dict[str, str], Settings]:
     """The child's environment: options as their variables, the endpoint by default, the bootstrap path.
     Validates the result, so a bad variable fails here, naming it, rather than in the child."""
     env = dict(base)
@@ -46,7 +46,7 @@ def environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str
         settings = Settings.load({}, environ=env)
     exporters.check(settings)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BOOTSTRAP), base.get("PYTHONPATH", "")) if p)
-    return env
+    return env, settings
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,12 +55,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("bedrock-otel run: error: no command given; usage: bedrock-otel run [options] -- "
                          "python app.py\n")
         return 2
-    env = environment(args, dict(os.environ))
+    env, settings = environment(args, dict(os.environ))
     executable = shutil.which(command[0], path=env.get("PATH"))
     if executable is None:
         sys.stderr.write(f"bedrock-otel run: error: command not found: {command[0]}\n")
         return 127
-    settings = Settings.load({}, environ=env)
     port = exporters.prometheus_port(settings)
     if port is not None:
         sys.stderr.write(f"bedrock-otel run: metrics at http://{settings.prometheus_addr}:{port}/metrics\n")

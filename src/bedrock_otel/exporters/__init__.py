@@ -48,7 +48,7 @@ def check(settings: Settings) -> None:
 
 def start(settings: Settings, tracer_provider: Any = None, meter_provider: Any = None,
           registry: Any = None) -> Exporters:
-    check(settings)
+    """Start what `settings` ask for; call `check(settings)` first (instrument() does, before any recording)."""
     exporters = Exporters(build_pipelines(settings, tracer_provider, meter_provider))
     port = prometheus_port(settings)
     if port is not None:

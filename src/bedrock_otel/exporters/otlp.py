@@ -23,7 +23,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
 )
 
-from ..config import Settings, _protocol
+from ..config import Settings, setting
 
 log = logging.getLogger("bedrock_otel")
 
@@ -76,7 +76,7 @@ def exporters_for(signal: str, settings: Settings, environ: Any = None) -> tuple
 def protocol_for(signal: str, settings: Settings, environ: Any = None) -> str:
     environ = os.environ if environ is None else environ
     env = _SIGNAL_ENV[signal][1]
-    return _protocol(env, environ[env]) if environ.get(env) else settings.otlp_protocol
+    return setting("otlp_protocol").parse(env, environ[env]) if environ.get(env) else settings.otlp_protocol
 
 
 def endpoint_for(signal: str, protocol: str, settings: Settings, environ: Any = None) -> str | None:
