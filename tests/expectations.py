@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from driver import FIXED_BEDROCK_DECODER
+from driver import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
 
 NORMAL_EVENTS = {"message_start": 1, "content_block_start": 1, "content_block_delta": 3, "content_block_stop": 1,
                  "message_delta": 1, "message_stop": 1}
 NORMAL_USAGE = {"input": 12, "output": 7, "cache_read": 3, "cache_creation": 2}
 HEAD_EVENTS = {"message_start": 1, "content_block_start": 1, "content_block_delta": 1}  # start, block, one delta
+HEAD_USAGE = {"input": 12, "output": 1, "cache_read": 3, "cache_creation": 2}  # from message_start alone
+NORMAL_ORDER = ("message_start", "content_block_start", "content_block_delta", "content_block_delta",
+                "content_block_delta", "content_block_stop", "message_delta", "message_stop")
 
 
 @dataclass
@@ -65,4 +68,36 @@ def expected(scenario: str, provider: str) -> Expected:
         bad = {"content_block_delta": 1} if provider == "first_party" else {"_OTHER": 1}
         return Expected("error", {"message_start": 1, **bad}, malformed={("_NONE", "invalid_json"): 1},
                         usage={"input": 12, "output": 1, "cache_read": 3, "cache_creation": 2})
+    if scenario == "error_after_stop":  # the contract's order: error wins over completed
+        malformed = {("error", "start_without_message"): 1} if masquerades else {}
+        return Expected("error", {**NORMAL_EVENTS, "error": 1}, {("api_error", "event"): 1}, malformed,
+                        usage=dict(NORMAL_USAGE))
+    if scenario == "http_500":
+        return Expected("error", http={"500": 3})
+    if scenario == "http_529_then_ok":
+        return Expected("completed", dict(NORMAL_EVENTS), http={"529": 1, "200": 1}, usage=dict(NORMAL_USAGE))
+    if scenario.startswith("truncated_at_") or scenario == "empty_body":
+        k = int(scenario.removeprefix("truncated_at_")) if scenario != "empty_body" else 0
+        events: dict[str, int] = {}
+        for name in NORMAL_ORDER[:k]:
+            events[name] = events.get(name, 0) + 1
+        usage = {**HEAD_USAGE, "output": 7} if k >= 7 else (dict(HEAD_USAGE) if k else {})
+        return Expected("truncated", events, usage=usage)
+    if scenario == "truncated_mid_frame":
+        return Expected("truncated", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))
+    if scenario == "corrupt":  # first-party: an SSE event with broken JSON; Bedrock: the SDK's CRC check raises
+        if provider == "first_party":
+            return Expected("error", {**HEAD_EVENTS, "content_block_delta": 2},
+                            malformed={("_NONE", "invalid_json"): 1}, usage=dict(HEAD_USAGE))
+        return Expected("error", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))
+    if scenario in ("garbage", "stall"):  # the SDK's decoder (or read timeout) fails the stream after one delta
+        return Expected("error", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))
+    if scenario == "unknown_event":
+        # an event the SDK cannot type reaches the caller as a start event without a message (the #1472
+        # mechanism): always on Bedrock, first-party once the SDK stopped filtering event names
+        masquerades = provider == "bedrock" or FIRST_PARTY_YIELDS_UNKNOWN
+        malformed = {("_OTHER", "start_without_message"): 1} if masquerades else {}
+        return Expected("completed", {**NORMAL_EVENTS, "_OTHER": 1}, malformed=malformed, usage=dict(NORMAL_USAGE))
+    if scenario == "large_event":
+        return Expected("completed", dict(NORMAL_EVENTS), usage=dict(NORMAL_USAGE))
     raise KeyError(scenario)

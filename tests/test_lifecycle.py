@@ -173,3 +173,71 @@ def test_pytest_fixtures_for_users(bedrock_otel_server: Any, bedrock_otel_teleme
     hits = bedrock_otel_telemetry.value(c.RATE_LIMIT_HITS.prometheus_name, anthropic_rate_limit_source="error_event")
     assert hits == 1
     bedrock_otel_server.play("normal")
+
+
+CALLER_STOPS = ("break", "close", "drop", "raise")
+
+
+async def _stop_early_async(client: Any, provider: str, how: str) -> None:
+    stream = await client.messages.create(stream=True, **request_for(provider, "normal"))
+    try:
+        async for _event in stream:
+            if how == "raise":
+                raise ValueError("the application's own bug")
+            break
+    except ValueError:
+        pass
+    if how == "close":
+        await stream.close()
+    del stream
+
+
+def _stop_early(client: Any, provider: str, how: str) -> None:
+    stream = client.messages.create(stream=True, **request_for(provider, "normal"))
+    try:
+        for _event in stream:
+            if how == "raise":
+                raise ValueError("the application's own bug")
+            break
+    except ValueError:
+        pass
+    if how == "close":
+        stream.close()
+    del stream
+
+
+def _resource_warnings(server: Any, provider: str, mode: str, how: str) -> list[str]:
+    """Stop a stream early the way `how` says and return the ResourceWarnings that followed."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        client = make_client(server, provider, mode)
+        if mode == "async":
+            async def run() -> None:
+                await _stop_early_async(client, provider, how)
+                for _ in range(3):  # let the loop finalize dropped async generators
+                    gc.collect()
+                    await asyncio.sleep(0.01)
+                await client.close()
+
+            asyncio.run(run())
+        else:
+            _stop_early(client, provider, how)
+            client.close()
+        gc.collect()
+    return sorted(str(w.message).split(" at 0x")[0] for w in caught if issubclass(w.category, ResourceWarning))
+
+
+@pytest.mark.parametrize("how", CALLER_STOPS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_caller_stops_early_without_leaks(bedrock_otel_server: Any, provider: str, mode: str, how: str) -> None:
+    """break / close() / drop / own exception: abandoned once, span ended, gauge at 0, and no ResourceWarning
+    that the same code does not also get uninstrumented."""
+    bare = _resource_warnings(bedrock_otel_server, provider, mode, how)
+    with CapturedTelemetry() as t:
+        instrumented = _resource_warnings(bedrock_otel_server, provider, mode, how)
+        _assert_single(t, "abandoned")
+        assert t.spans()[0].end_time is not None
+    assert instrumented == bare

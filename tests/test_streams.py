@@ -70,9 +70,11 @@ def assert_telemetry(t: CapturedTelemetry, scenario: str, provider: str) -> None
 
 
 @pytest.mark.parametrize(("provider", "mode", "api", "scenario"), cases())
-def test_transparent_and_counted(bedrock_otel_server: Any, provider: str, mode: str, api: str, scenario: str) -> None:
+def test_transparent_and_counted(bedrock_otel_server: Any, provider: str, mode: str, api: str, scenario: str,
+                                 caplog: pytest.LogCaptureFixture) -> None:
     bare = drive(bedrock_otel_server, provider, mode, api, scenario)
-    with CapturedTelemetry() as telemetry:
+    with caplog.at_level("WARNING", logger="opentelemetry"), CapturedTelemetry() as telemetry:
         seen = drive(bedrock_otel_server, provider, mode, api, scenario)
     assert seen == bare  # same items, same exception class and message
     assert_telemetry(telemetry, scenario, provider)
+    assert not [r for r in caplog.records if "ended span" in r.getMessage()]  # the span ended exactly once

@@ -65,9 +65,19 @@ class Runtime:
         self.recorders = tuple(recorders)
         self.tracer = tracer if settings.traces else None
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
-        self.cap_model = classify.ValueCap(settings.max_models)
+        self._model_cap = classify.ValueCap(settings.max_models)
         self.repair = repair
         self.record([(catalog.INTERNAL_ERRORS, (component,), 0) for component in sc.INTERNAL_COMPONENTS])
+        self.record([(catalog.TELEMETRY_DROPPED, (reason,), 0) for reason in sc.DROPPED_REASONS])
+
+    def cap_model(self, model: str) -> str:
+        """The model label: the id itself, or `_OTHER` (counted as dropped) past BEDROCK_OTEL_MAX_MODELS ids."""
+        capped = self._model_cap(model)
+        if capped is sc.OTHER:
+            log.debug("bedrock_otel: model %r recorded as %s (BEDROCK_OTEL_MAX_MODELS=%d reached)", model, sc.OTHER,
+                      self._model_cap.limit)
+            self.record([(catalog.TELEMETRY_DROPPED, (sc.DROPPED_LABEL_OVERFLOW,), 1)])
+        return capped
 
     # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
 
@@ -176,19 +186,35 @@ class Runtime:
                     recorder.record(instrument, values, value)
                 except Exception:
                     log.debug("bedrock_otel: recording %s failed", instrument.name, exc_info=True)
+                    self._count_dropped(recorder)
+
+    @staticmethod
+    def _count_dropped(recorder: Any) -> None:
+        """Count a failed measurement on the recorder that failed it (not through record(): no recursion)."""
+        try:
+            recorder.record(catalog.TELEMETRY_DROPPED, (sc.DROPPED_RECORD_FAILED,), 1)
+        except Exception:
+            log.debug("bedrock_otel: counting a dropped measurement failed", exc_info=True)
 
     def internal_error(self, component: str) -> None:
         """Fail open: note our own failure (debug log and a counter) and let the application carry on."""
         log.debug("bedrock_otel: internal error in %s", component, exc_info=True)
         self.record([(catalog.INTERNAL_ERRORS, (component,), 1)])
 
-    def warn_malformed(self, reason: str) -> None:
-        """At most one warning a minute per process: the SDK in use mishandles stream errors."""
+    def warn_malformed(self, reason: str, event_type: str) -> None:
+        """At most one warning a minute per process: the SDK in use mishandles stream events."""
         now = time.monotonic()
         with _warning_lock:
             if now - _last_warning[0] < _WARNING_INTERVAL_S:
                 return
             _last_warning[0] = now
+        if reason == sc.REASON_START_WITHOUT_MESSAGE and event_type != sc.ERROR:
+            log.warning(
+                "bedrock_otel: a %s event reached the application as a message start event without a message "
+                "(anthropic %s cannot type it); code reading event.message fails on it. Repair mode "
+                "(BEDROCK_OTEL_REPAIR=1 or instrument(repair=True)) drops such events.", event_type, sdk_version(),
+            )
+            return
         log.warning(
             "bedrock_otel: malformed stream event (%s) from anthropic %s: this SDK mishandles in-band stream "
             "errors (anthropics/anthropic-sdk-python#1472). Upgrade to anthropic >= 0.110.0 (>= 1.0.0 for "

@@ -26,6 +26,7 @@ EVENTS_PREFIX = "anthropic.stream.events."
 REQUEST_ID = "anthropic.request.id"
 ERROR_MESSAGE = "anthropic.stream.error.message"
 INTERNAL_COMPONENT = "bedrock_otel.component"
+DROPPED_REASON = "bedrock_otel.dropped.reason"
 
 # -- span-only GenAI attributes ---------------------------------------------------------------------
 REQUEST_STREAM = "gen_ai.request.stream"
@@ -127,3 +128,8 @@ INTERNAL_COMPONENTS = (
     "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
     "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
 )
+
+# bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).
+DROPPED_LABEL_OVERFLOW = "label_overflow"  # a label value folded into _OTHER by a cardinality cap
+DROPPED_RECORD_FAILED = "record_failed"  # a recorder raised while taking a measurement
+DROPPED_REASONS = (DROPPED_LABEL_OVERFLOW, DROPPED_RECORD_FAILED)

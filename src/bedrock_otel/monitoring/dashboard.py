@@ -152,7 +152,11 @@ ROWS: list[tuple[str, list[Panel]]] = [
         series("bedrock_otel internal errors per second", "short", "Errors bedrock_otel caught in itself (the "
                "application never sees them); anything above 0 is worth a bug report.",
                (rate(c.INTERNAL_ERRORS, W, (JOB, label(sc.INTERNAL_COMPONENT)), dashboard=True),
-                _legend(JOB, label(sc.INTERNAL_COMPONENT))), width=24),
+                _legend(JOB, label(sc.INTERNAL_COMPONENT))), width=12),
+        series("bedrock_otel dropped telemetry per second", "short", "Model ids folded into _OTHER by "
+               "BEDROCK_OTEL_MAX_MODELS (label_overflow) and measurements a recorder failed to take (record_failed).",
+               (rate(c.TELEMETRY_DROPPED, W, (JOB, label(sc.DROPPED_REASON)), dashboard=True),
+                _legend(JOB, label(sc.DROPPED_REASON))), width=12),
     ]),
 ]
 

@@ -252,7 +252,7 @@ class StreamObserver(CallContext):
         self.malformed.append((carried_type, reason))
         if self.level >= ERRORS:
             self.span.add_event(sc.SPAN_EVENT_MALFORMED, {sc.MALFORMED_REASON: reason, sc.EVENT_TYPE: carried_type})
-        self.runtime.warn_malformed(reason)
+        self.runtime.warn_malformed(reason, carried_type)
 
     # -- typed layer: what the caller gets ----------------------------------------------------------
 

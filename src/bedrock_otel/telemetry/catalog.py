@@ -151,6 +151,13 @@ INTERNAL_ERRORS = Instrument(
     (sc.INTERNAL_COMPONENT,),
 )
 
+TELEMETRY_DROPPED = Instrument(
+    "bedrock_otel.telemetry.dropped", Kind.COUNTER, "{measurement}",
+    "Telemetry bedrock_otel could not record as asked: label values folded into _OTHER by a cardinality cap, "
+    "measurements a recorder failed to take.",
+    (sc.DROPPED_REASON,),
+)
+
 CATALOG: tuple[Instrument, ...] = (
     STREAM_EVENTS,
     MALFORMED_EVENTS,
@@ -167,4 +174,5 @@ CATALOG: tuple[Instrument, ...] = (
     TIME_TO_FIRST_CHUNK,
     TOKEN_USAGE,
     INTERNAL_ERRORS,
+    TELEMETRY_DROPPED,
 )

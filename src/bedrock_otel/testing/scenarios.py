@@ -50,7 +50,36 @@ class Reset:
     """Close the connection abruptly, without ending the body."""
 
 
-Part = Union[Event, ExceptionFrame, TypelessChunk, Raw, Reset]
+@dataclass(frozen=True)
+class Garbage:
+    """Bytes written to the body as they are, outside any frame or SSE field, on both protocols."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The first half of `part`'s encoded bytes, then the body ends (a frame truncated in the middle)."""
+
+    part: Event
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    """`part` with one byte flipped: on Bedrock inside the payload, so the message CRC no longer matches;
+    first-party (no checksums) inside the JSON, so the data is no longer valid JSON."""
+
+    part: Event
+
+
+@dataclass(frozen=True)
+class Stall:
+    """The server stops sending for `seconds` (longer than the client's read timeout), then goes on."""
+
+    seconds: float
+
+
+Part = Union[Event, ExceptionFrame, TypelessChunk, Raw, Reset, Garbage, Cut, Corrupt, Stall]
 
 
 @dataclass(frozen=True)
@@ -69,6 +98,12 @@ class Scenario:
 
     def reply_for(self, attempt: int) -> Reply:
         return self.replies[min(attempt, len(self.replies) - 1)]
+
+    @property
+    def read_timeout(self) -> float | None:
+        """The client read timeout that makes a `Stall` in this scenario fail the stream (None: no stall)."""
+        stalls = [part.seconds for reply in self.replies for part in reply.parts if isinstance(part, Stall)]
+        return min(stalls) / 4 if stalls else None
 
 
 # -- building blocks -----------------------------------------------------------------------------------
@@ -163,6 +198,36 @@ RESET = Scenario("reset", (Reply(parts=(_START, *_BLOCK[:2], Reset())),), "the c
 INVALID_JSON = Scenario("invalid_json", (Reply(parts=(_START, Raw(b"{not json"), *_BLOCK, *message_end())),),
                         "a chunk whose payload is not JSON")
 
+_NORMAL = normal_parts()
+ERROR_AFTER_STOP = Scenario("error_after_stop", (Reply(parts=(*_NORMAL, error_event("api_error", "Late error"))),),
+                            "an api_error after message_stop")
+HTTP_500 = Scenario("http_500", (http_error(500, "api_error", {"retry-after": "0.01"}),),
+                    "HTTP 500 with retry-after on every attempt: the SDK retries, then raises InternalServerError")
+HTTP_529_THEN_OK = Scenario(
+    "http_529_then_ok", (http_error(529, "overloaded_error"), Reply(parts=normal_parts())),
+    "one HTTP 529 without retry-after (the SDK backs off on its own), then a complete stream",
+)
+TRUNCATED_AT = tuple(
+    Scenario(f"truncated_at_{k}", (Reply(parts=_NORMAL[:k]),), f"the body ends cleanly after {k} of 7 events")
+    for k in range(1, len(_NORMAL))
+)
+TRUNCATED_MID_FRAME = Scenario("truncated_mid_frame", (Reply(parts=(*_NORMAL[:3], Cut(_NORMAL[3]))),),
+                               "the body ends in the middle of the second delta's frame")
+EMPTY_BODY = Scenario("empty_body", (Reply(parts=()),), "HTTP 200 with an empty body (truncated before any event)")
+CORRUPT = Scenario("corrupt", (Reply(parts=(*_NORMAL[:3], Corrupt(_NORMAL[3]), *_NORMAL[4:])),),
+                   "the second delta damaged (Bedrock: message CRC mismatch; first-party: broken JSON)")
+GARBAGE = Scenario("garbage", (Reply(parts=(*_NORMAL[:3], Garbage(b"\x00\xffgarbage\x13\x37" * 8), *_NORMAL[3:])),),
+                   "garbage bytes between two events, outside any frame")
+UNKNOWN_EVENT = Scenario(
+    "unknown_event",
+    (Reply(parts=(*_NORMAL[:2], Event({"type": "thinking_summary", "index": 0, "summary": "..."}), *_NORMAL[2:])),),
+    "an event type this SDK does not know, mid-stream",
+)
+STALL = Scenario("stall", (Reply(parts=(*_NORMAL[:3], Stall(2.0), *_NORMAL[3:])),),
+                 "the server stalls after the first delta until the client's read timeout fires")
+LARGE_EVENT = Scenario("large_event", (Reply(parts=normal_parts(("x" * (1 << 20), "y" * 4096, "!"))),),
+                       "a 1 MiB content_block_delta")
+
 BEDROCK_EXCEPTIONS = tuple(sorted(sc.BEDROCK_EXCEPTION_TYPES))
 
 
@@ -177,5 +242,7 @@ EXCEPTION_FRAMES = tuple(exception_scenario(name) for name in BEDROCK_EXCEPTIONS
 ALL: dict[str, Scenario] = {
     s.name: s
     for s in (NORMAL, WITH_PING, ERROR_FIRST, ERROR_MID, TRUNCATED, TYPELESS, HTTP_429, HTTP_429_NO_RETRY_AFTER,
-              HTTP_429_THEN_OK, HTTP_529, RESET, INVALID_JSON, *EXCEPTION_FRAMES)
+              HTTP_429_THEN_OK, HTTP_529, RESET, INVALID_JSON, *EXCEPTION_FRAMES, ERROR_AFTER_STOP, HTTP_500,
+              HTTP_529_THEN_OK, *TRUNCATED_AT, TRUNCATED_MID_FRAME, EMPTY_BODY, CORRUPT, GARBAGE, UNKNOWN_EVENT,
+              STALL, LARGE_EVENT)
 }

@@ -22,12 +22,16 @@ from .scenarios import (
     ALL,
     NORMAL,
     RATE_LIMIT_HEADERS,
+    Corrupt,
+    Cut,
     Event,
     ExceptionFrame,
+    Garbage,
     Raw,
     Reply,
     Reset,
     Scenario,
+    Stall,
     TypelessChunk,
 )
 
@@ -46,7 +50,9 @@ def encode_sse(part: Any) -> bytes:
         return f"data: {json.dumps(part.payload)}\n\n".encode()
     if isinstance(part, Raw):
         return b"event: content_block_delta\ndata: " + part.data + b"\n\n"
-    raise TypeError(part)
+    if isinstance(part, Corrupt):  # no checksum to break: break the JSON instead
+        return encode_sse(Raw(json.dumps(part.part.payload).encode()[:-1]))
+    return _encode_either(part, encode_sse)
 
 
 def encode_bedrock(part: Any) -> bytes:
@@ -56,6 +62,20 @@ def encode_bedrock(part: Any) -> bytes:
         return eventstream.exception_frame(part.exception_type, part.message)
     if isinstance(part, Raw):
         return eventstream.chunk_frame(part.data)
+    if isinstance(part, Corrupt):  # one payload byte changed: the message CRC no longer matches
+        frame = bytearray(eventstream.chunk_frame(part.part.payload))
+        frame[len(frame) // 2] ^= 0x01
+        return bytes(frame)
+    return _encode_either(part, encode_bedrock)
+
+
+def _encode_either(part: Any, encode: Any) -> bytes:
+    """Parts that mean the same bytes on both protocols."""
+    if isinstance(part, Garbage):
+        return part.data
+    if isinstance(part, Cut):
+        whole = encode(part.part)
+        return whole[: len(whole) // 2]
     raise TypeError(part)
 
 
@@ -124,6 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if isinstance(part, Stall):
+                self.wfile.flush()
+                time.sleep(part.seconds)
+                continue
             data = encode(part)
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.write(b"0\r\n\r\n")

@@ -72,8 +72,12 @@ def request_for(provider: str, scenario: str, stream_id: str = "") -> dict[str, 
     headers = {SCENARIO_HEADER: scenario}
     if stream_id:
         headers[STREAM_HEADER] = stream_id
-    return dict(model=model_for(provider), max_tokens=16, messages=[{"role": "user", "content": "hi"}],
-                extra_headers=headers)
+    request = dict(model=model_for(provider), max_tokens=16, messages=[{"role": "user", "content": "hi"}],
+                   extra_headers=headers)
+    read_timeout = scenarios.ALL[scenario].read_timeout if scenario in scenarios.ALL else None
+    if read_timeout is not None:  # a stalling server: per request, as old SDKs default create() to 600 s
+        request["timeout"] = read_timeout
+    return request
 
 
 def api_available(client: Any, api: str) -> bool:
