@@ -6,18 +6,18 @@ import asyncio
 from typing import Any
 
 import anthropic
-from packaging.version import Version
 
 from bedrock_otel.testing import workload
+from bedrock_otel.testing._sdk import (  # noqa: F401 - re-exported for the tests
+    DROPS_TYPELESS,
+    FIRST_PARTY_YIELDS_UNKNOWN,
+    FIXED_BEDROCK_DECODER,
+    HAS_SDK_TRACING,
+    SDK,
+)
 from bedrock_otel.testing.workload import APIS, MODES, PROVIDERS, Seen, make_client, model_for
 
 __all__ = ["APIS", "MODES", "PROVIDERS", "Seen", "api_available", "drive", "make_client", "model_for"]
-
-SDK = Version(anthropic.__version__)
-FIXED_BEDROCK_DECODER = SDK >= Version("0.110.0")  # in-band errors become `error` events
-DROPS_TYPELESS = SDK >= Version("1.0.0")
-HAS_SDK_TRACING = SDK >= Version("1.14.0")
-FIRST_PARTY_YIELDS_UNKNOWN = SDK >= Version("1.16.0")  # before: only whitelisted event names are yielded
 
 
 def api_available(api: str, provider: str) -> bool:

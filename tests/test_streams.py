@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from conftest import by_label
 from driver import APIS, MODES, PROVIDERS, api_available, drive, model_for
-from expectations import expected
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.capture import CapturedTelemetry
+from bedrock_otel.testing.expectations import expected
 
 CORE = ("normal", "error_first", "error_mid")
 SCENARIOS = [name for name in scenarios.ALL]

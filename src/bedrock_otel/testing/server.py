@@ -155,6 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # hundreds of concurrent streams connect at once in soak runs
     owner: LoopbackServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -176,9 +176,10 @@ def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int =
 
 
 def run(server: LoopbackServer, streams: list[Planned], concurrency: int = 8,
-        progress: Callable[[int], None] | None = None) -> Counter[str]:
-    """Run the planned streams, sync ones on `concurrency` threads and async ones as `concurrency` tasks at a
-    time, both at once. Returns how the application fared: the exception class names it caught, or "ok"."""
+        progress: Callable[[int], None] | None = None, tasks: int | None = None) -> Counter[str]:
+    """Run the planned streams, sync ones on `concurrency` threads and async ones as `tasks` (default
+    `concurrency`) tasks at a time, both at once. Returns how the application fared: the exception class names
+    it caught, or "ok"."""
     results: Counter[str] = Counter()
     lock = threading.Lock()
 
@@ -196,7 +197,7 @@ def run(server: LoopbackServer, streams: list[Planned], concurrency: int = 8,
 
     async def run_async() -> None:
         aclients = {provider: make_client(server, provider, "async") for provider in PROVIDERS}
-        gate = asyncio.Semaphore(concurrency)
+        gate = asyncio.Semaphore(tasks or concurrency)
 
         async def aone(p: Planned) -> None:
             async with gate:

@@ -1,11 +1,12 @@
-"""What the contract says each scenario must produce: the same on every SDK version, except where the SDK
-version changes what the caller receives (the #1472 masquerade exists only on Bedrock SDKs < 0.110)."""
+"""What the contract says each scenario of `scenarios.ALL` must produce, per stream: the same on every SDK
+version, except where the installed SDK version changes what the caller receives (the #1472 masquerade exists
+only on Bedrock SDKs < 0.110). Used by the test suite and the soak benchmark to check counters exactly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from driver import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
+from ._sdk import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
 
 NORMAL_EVENTS = {"message_start": 1, "content_block_start": 1, "content_block_delta": 3, "content_block_stop": 1,
                  "message_delta": 1, "message_stop": 1}
@@ -18,6 +19,8 @@ NORMAL_ORDER = ("message_start", "content_block_start", "content_block_delta", "
 
 @dataclass
 class Expected:
+    """One stream's telemetry: its outcome and the counters it adds, keyed by their label values."""
+
     outcome: str
     events: dict[str, int] = field(default_factory=dict)
     error_frames: dict[tuple[str, str], int] = field(default_factory=dict)
