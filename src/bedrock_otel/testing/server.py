@@ -178,6 +178,7 @@ class LoopbackServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bedrock-otel-loopback", daemon=True)
         self._lock = threading.Lock()
         self._default = scenario
+        self._registered: dict[str, Scenario] = {}
         self._counters: Counter[tuple[str, str]] = Counter()
         self.pace = (first_event_delay, event_delay) if first_event_delay or event_delay else None
         self.requests: list[dict[str, Any]] = []
@@ -214,8 +215,15 @@ class LoopbackServer:
             self._counters.clear()
             self.requests.clear()
 
+    def register(self, *scenarios: Scenario) -> None:
+        """Serve these scenarios by name too (the `x-bedrock-otel-scenario` header), beside `scenarios.ALL`."""
+        with self._lock:
+            self._registered.update((s.name, s) for s in scenarios)
+
     def scenario_for(self, name: str | None) -> Scenario:
-        return ALL[name] if name else self._default
+        if not name:
+            return self._default
+        return self._registered.get(name) or ALL[name]
 
     def attempt_for(self, scenario: Scenario, retry_count: str | None, stream_id: str = "") -> int:
         with self._lock:
