@@ -95,7 +95,8 @@ def recorded_totals(registry: CollectorRegistry) -> dict[str, Counter[Any]]:
         "outcomes": summed(c.STREAMS, sc.OUTCOME), "events": summed(c.STREAM_EVENTS, sc.EVENT_TYPE),
         "error_frames": summed(c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE),
         "malformed": summed(c.MALFORMED_EVENTS, sc.EVENT_TYPE, sc.MALFORMED_REASON),
-        "rate_limits": summed(c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE), "http": summed(c.HTTP_RESPONSES, sc.HTTP_STATUS),
+        "rate_limits": summed(c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE),
+        "http": summed(c.HTTP_RESPONSES, sc.HTTP_STATUS),
         "tokens": summed(c.USAGE_TOKENS, sc.TOKEN_TYPE), "active": summed(c.STREAMS_ACTIVE, sc.PROVIDER),
         "internal_errors": summed(c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT),
     }

@@ -15,7 +15,7 @@ from bedrock_otel import semconv as sc
 from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.server import SCENARIO_HEADER
-from bedrock_otel.testing.workload import consume, model_for
+from bedrock_otel.testing.workload import model_for
 
 PROMPT = "PROMPT-MARKER-7d1e5c"
 COMPLETION = "COMPLETION-MARKER-93af02"

@@ -65,26 +65,70 @@ def child_exit(server: Any, worker: Any) -> None:
 # -- the standalone server ----------------------------------------------------------------------------
 
 
+MAX_CONNECTIONS = 32  # scrapes in flight at once; more are answered 503 at once instead of queueing threads
+IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed (slow clients hold no thread)
+
+
+def _plain(start_response: Callable[..., Any], status: str, text: str,
+           extra: tuple[tuple[str, str], ...] = ()) -> Iterable[bytes]:
+    body = text.encode() + b"\n"
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body))), *extra])
+    return [body]
+
+
 def _endpoint_app(metrics_app: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve /metrics only: anything else is a 404, so the endpoint exposes nothing by accident."""
+    """Serve GET/HEAD /metrics only, without a request body: anything else gets a 4xx, so the endpoint exposes
+    nothing by accident and reads nothing a client sends."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "") in (METRICS_PATH, METRICS_PATH + "/"):
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
-        body = b"Not found: bedrock_otel serves " + METRICS_PATH.encode() + b" only\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-        return [body]
+        if environ.get("PATH_INFO", "") not in (METRICS_PATH, METRICS_PATH + "/"):
+            return _plain(start_response, "404 Not Found", f"Not found: bedrock_otel serves {METRICS_PATH} only")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", "GET or HEAD only", (("Allow", "GET, HEAD"),))
+        if environ.get("CONTENT_LENGTH", "0") not in ("", "0") or environ.get("HTTP_TRANSFER_ENCODING"):
+            return _plain(start_response, "413 Content Too Large", "a scrape has no request body")
+        if environ["REQUEST_METHOD"] == "HEAD":  # the headers of a GET (prometheus_client answers GET only)
+            body = metrics_app({**environ, "REQUEST_METHOD": "GET"}, start_response)
+            getattr(body, "close", lambda: None)()
+            return [b""]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
 
     return app
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT_S  # the socket timeout: the standard library drops the connection when it fires
+
     def log_message(self, format: str, *args: Any) -> None:  # scrapes are not the application's log lines
         pass
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once: a flood is shed with 503, never queued."""
+
     daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self._slots.release()
 
 
 class MetricsServer:
