@@ -2,6 +2,7 @@
 
     python -m pip install nox uv && python -m nox           # everything (what .ci/run does)
     python -m nox -s "tests(anthropic='0.97.0')"             # one SDK version
+    python -m nox -s heavy                                   # the scale tests (cardinality, reduced soak)
 """
 
 from __future__ import annotations
@@ -29,5 +30,12 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session, anthropic: str) -> None:
     extra = ["httpx<0.28"] if anthropic.startswith(("0.2", "0.3")) else []
     session.install("-e", ".[test]", f"anthropic[bedrock]=={anthropic}", *extra)
-    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *session.posargs,
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", "-m", "not heavy", *session.posargs,
                 env={"BEDROCK_OTEL_EXPECT_ANTHROPIC": anthropic})
+
+
+@nox.session(python=PYTHON)
+def heavy(session: nox.Session) -> None:
+    """Scale tests (10,000-model cardinality, the soak in a reduced size) once, on the newest SDK."""
+    session.install("-e", ".[test]", f"anthropic[bedrock]=={SDK_VERSIONS[-1]}")
+    session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:randomly", "-m", "heavy", *session.posargs)
