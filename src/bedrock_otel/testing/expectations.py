@@ -97,8 +97,9 @@ def expected(scenario: str, provider: str) -> Expected:
         return Expected("error", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))
     if scenario == "unknown_event":
         # an event the SDK cannot type reaches the caller as a start event without a message (the #1472
-        # mechanism): always on Bedrock, first-party once the SDK stopped filtering event names
-        masquerades = provider == "bedrock" or FIRST_PARTY_YIELDS_UNKNOWN
+        # mechanism): on Bedrock before the decoder fix (0.110), and on both providers once the SDK stopped
+        # filtering event names (1.16); in between the shared SSE loop drops it
+        masquerades = (provider == "bedrock" and not FIXED_BEDROCK_DECODER) or FIRST_PARTY_YIELDS_UNKNOWN
         malformed = {("_OTHER", "start_without_message"): 1} if masquerades else {}
         return Expected("completed", {**NORMAL_EVENTS, "_OTHER": 1}, malformed=malformed, usage=dict(NORMAL_USAGE))
     if scenario == "large_event":

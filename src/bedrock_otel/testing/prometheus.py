@@ -116,13 +116,15 @@ class PrometheusServer:
         return list(self.api("query", query=expr)["result"])
 
     def wait_for_scrapes(self, scrapes: int = 2, timeout: float = 30) -> None:
-        """Wait until every target is up and has been scraped at least `scrapes` times (`up` has that many
-        samples), so that rate() over a short window has two points."""
+        """Wait until every target is up and has been scraped `scrapes` times *after this call* (`up` has that
+        many samples since), so whatever the caller recorded before is in at least that many samples and a
+        rate() over a short window sees it."""
+        started = time.time()
         deadline = time.monotonic() + timeout
-        window = f"[{scrapes * 10}s]"
         while time.monotonic() < deadline:
             targets = self.api("targets")["activeTargets"]
             if targets and all(t["health"] == "up" for t in targets):
+                window = f"[{max(1, int((time.time() - started) * 1000))}ms]"
                 counts = self.query(f"count_over_time(up{{job={json.dumps(self.job)}}}{window})")
                 if len(counts) == len(self.targets) and all(float(c["value"][1]) >= scrapes for c in counts):
                     return
