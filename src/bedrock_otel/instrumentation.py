@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from typing import Any
 
@@ -57,6 +58,31 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         PATCHER.restore()
         while _EXPORTERS:
             _EXPORTERS.pop().close()
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker (gunicorn with preload, multiprocessing) reports its own streams only: the recorders and
+    bedrock_otel-built OTLP pipelines forget the parent's measurements, the pipelines get their own
+    service.instance.id and connections, and the parent's /metrics server and open streams stay the parent's."""
+    try:
+        runtime.disown_inherited_streams()
+        for started in _EXPORTERS:
+            started.after_fork()
+        exporters.after_fork()
+        for recorder in (*_PROMETHEUS_RECORDERS.values(), *(cached[1] for cached in _OTEL_RECORDERS.values())):
+            recorder.forget()
+        active = runtime.ACTIVE
+        if active is not None:
+            provider = _EXPORTERS[-1].pipelines.tracer_provider if _EXPORTERS else None
+            active.restart_in_child(trace.get_tracer(SCOPE, __version__, tracer_provider=provider))
+    except Exception:
+        log.debug("bedrock_otel: resetting telemetry in a forked process failed", exc_info=True)
+        if runtime.ACTIVE is not None:
+            runtime.ACTIVE.internal_error("runtime.fork")
+
+
+if hasattr(os, "register_at_fork"):  # once per process (a module runs once); not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _prometheus_recorder(registry: Any) -> Any:

@@ -67,8 +67,20 @@ class Runtime:
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
         self._model_cap = classify.ValueCap(settings.max_models)
         self.repair = repair
+        self._record_baseline()
+
+    def _record_baseline(self) -> None:
+        """The self-telemetry series, at 0 from the start: an absent series then means missing telemetry."""
         self.record([(catalog.INTERNAL_ERRORS, (component,), 0) for component in sc.INTERNAL_COMPONENTS])
         self.record([(catalog.TELEMETRY_DROPPED, (reason,), 0) for reason in sc.DROPPED_REASONS])
+
+    def restart_in_child(self, tracer: Any) -> None:
+        """In a forked child whose recorders forgot the parent's values: this process's own model cap, the
+        baseline again, and a tracer carrying the child's resource."""
+        self._model_cap = classify.ValueCap(self.settings.max_models)
+        self._record_baseline()
+        if self.tracer is not None:
+            self.tracer = tracer
 
     def cap_model(self, model: str) -> str:
         """The model label: the id itself, or `_OTHER` (counted as dropped) past BEDROCK_OTEL_MAX_MODELS ids."""
@@ -221,6 +233,14 @@ class Runtime:
             "chunks without a type), or turn on repair mode (BEDROCK_OTEL_REPAIR=1 or instrument(repair=True)).",
             reason, sdk_version(),
         )
+
+
+def disown_inherited_streams() -> None:
+    """In a forked child: the streams open in the parent at fork are the parent's to count and end."""
+    for observer in list(OBSERVERS.values()):
+        observer.disown()
+    OBSERVERS.clear()
+    DECODERS.clear()
 
 
 def sdk_version() -> str:

@@ -127,6 +127,7 @@ RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingExc
 INTERNAL_COMPONENTS = (
     "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
     "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
+    "runtime.fork",
 )
 
 # bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).

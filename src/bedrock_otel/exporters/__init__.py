@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_PROMETHEUS_PORT, ConfigError, Settings
-from .otlp import METRICS, Pipelines, build_pipelines, exporters_for
+from .otlp import METRICS, Pipelines, after_fork, build_pipelines, exporters_for
 from .prometheus import MetricsServer, start_metrics_server
 
 log = logging.getLogger("bedrock_otel")
@@ -20,6 +20,13 @@ log = logging.getLogger("bedrock_otel")
 class Exporters:
     pipelines: Pipelines
     metrics_server: MetricsServer | None = None
+
+    def after_fork(self) -> None:
+        """In a forked child: the /metrics server runs in the parent (serve the workers' metrics from there, with
+        prometheus_client multiprocess mode); release the child's copy of its socket."""
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
 
     def close(self) -> None:
         """Flush what bedrock_otel's own pipelines hold and free the /metrics port."""
@@ -61,4 +68,4 @@ def start(settings: Settings, tracer_provider: Any = None, meter_provider: Any =
     return exporters
 
 
-__all__ = ["Exporters", "MetricsServer", "check", "start", "start_metrics_server"]
+__all__ = ["Exporters", "MetricsServer", "after_fork", "check", "start", "start_metrics_server"]

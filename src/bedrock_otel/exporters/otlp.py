@@ -5,15 +5,20 @@ one, or an OTLP endpoint is set) and nobody configured one before: providers pas
 global providers the application (or `opentelemetry-instrument`) already set are used as they are.
 A provider built here becomes the global one, so the SDK's own spans and other instrumentations share it;
 it flushes at interpreter exit (the SDK registers the shutdown) and on `uninstrument()`.
+
+A process forked from one that built pipelines (a pre-fork server's worker) must not send the parent's
+measurements again, nor share the parent's connections: `after_fork()` gives such a child a fresh start (see
+its docstring), and instrument() registers it to run in every forked child.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.environment_variables import (
@@ -61,6 +66,7 @@ class Pipelines:
 
 
 _BUILT: dict[str, Any] = {}  # signal -> provider built by bedrock_otel (global, so built once per process)
+_BUILT_EXPORTERS: dict[str, list[_Reopenable]] = {}  # signal -> the exporters of that provider
 
 
 def exporters_for(signal: str, settings: Settings, environ: Any = None) -> tuple[str, ...]:
@@ -133,10 +139,52 @@ def describe(settings: Settings) -> dict[str, str]:
 def resource(settings: Settings) -> Any:
     """service.name from the setting, OTEL_RESOURCE_ATTRIBUTES, and a service.instance.id per process (so
     cumulative series from several workers stay apart), which OTEL_RESOURCE_ATTRIBUTES may override."""
-    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
     detected = Resource.create({SERVICE_NAME: settings.service_name} if settings.service_name else {})
-    return Resource({SERVICE_INSTANCE_ID: str(uuid.uuid4())}).merge(detected)
+    return _instance().merge(detected)
+
+
+_INSTANCE_ID: list[str] = []  # this process's service.instance.id, shared by its trace and metric pipelines
+
+
+def _instance(new: bool = False) -> Any:
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, Resource
+
+    if new or not _INSTANCE_ID:
+        _INSTANCE_ID[:] = [str(uuid.uuid4())]
+    return Resource({SERVICE_INSTANCE_ID: _INSTANCE_ID[0]})
+
+
+class _Reopenable:
+    """A span or metric exporter (by duck typing, as the SDK's processors and readers use them) delegating to one
+    that a forked child replaces by a new one: the parent's connections (a requests session's pooled sockets, a
+    gRPC channel) are not the child's to write to."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self.exporter = factory()
+        # what PeriodicExportingMetricReader reads from a metric exporter: the wrapped one's preferences
+        self._preferred_temporality = getattr(self.exporter, "_preferred_temporality", None)
+        self._preferred_aggregation = getattr(self.exporter, "_preferred_aggregation", None)
+
+    def reopen(self) -> None:
+        self.exporter = self._factory()  # the parent's is dropped unclosed: closing it could touch shared state
+
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        return self.exporter.export(*args, **kwargs)
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> Any:
+        return self.exporter.force_flush(*args, **kwargs)
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        return self.exporter.shutdown(*args, **kwargs)
+
+
+def _reopenable(signal: str, name: str, settings: Settings) -> _Reopenable:
+    exporter = _Reopenable(lambda: _exporter(signal, name, settings))
+    _BUILT_EXPORTERS.setdefault(signal, []).append(exporter)
+    return exporter
 
 
 def _exporter(signal: str, name: str, settings: Settings) -> Any:
@@ -156,10 +204,82 @@ def _build(signal: str, names: tuple[str, ...], settings: Settings) -> Any:
 
         provider = TracerProvider(resource=resource(settings))
         for name in names:
-            provider.add_span_processor(BatchSpanProcessor(_exporter(signal, name, settings)))
+            provider.add_span_processor(BatchSpanProcessor(_reopenable(signal, name, settings)))
         return provider
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    readers = [PeriodicExportingMetricReader(_exporter(signal, name, settings)) for name in names]
+    readers = [PeriodicExportingMetricReader(_reopenable(signal, name, settings)) for name in names]
     return MeterProvider(resource=resource(settings), metric_readers=readers)
+
+
+def after_fork() -> None:
+    """In a forked child: the pipelines bedrock_otel built get a new service.instance.id, new exporters, and
+    (metrics) none of the measurements the parent had made, so the child reports only its own. The OpenTelemetry
+    SDK restarts its export threads itself and drops queued spans, but copies the metric state and the resource.
+
+    Resetting that state reaches into the SDK (checked from opentelemetry-sdk 1.27 to 1.45); if an SDK version
+    lacks what it touches, the child's bedrock_otel-built metric pipeline stops exporting rather than send the
+    parent's totals as its own, and says so in a warning."""
+    instance = _instance(new=True)
+    for signal, provider in _BUILT.items():
+        exporters = _BUILT_EXPORTERS.get(signal, [])
+        if signal == METRICS:
+            try:
+                _forget_measurements(provider)
+            except Exception:
+                log.warning("bedrock_otel: opentelemetry-sdk %s cannot be reset in a forked process; this process "
+                            "exports no OTLP metrics (build the pipeline after fork, e.g. in gunicorn's post_fork, "
+                            "to export them)", _sdk_version(), exc_info=True)
+                for exporter in exporters:
+                    exporter.exporter = _Discard()
+                continue
+        _merge_resource(provider, instance)
+        for exporter in exporters:
+            exporter.reopen()
+
+
+def _merge_resource(provider: Any, instance: Any) -> None:
+    """The provider's resource with `instance` taking precedence (the SDK's own after-fork update, where it has
+    one; before opentelemetry-sdk 1.39 the attribute itself)."""
+    if hasattr(provider, "_update_resource"):
+        provider._update_resource(instance)
+    elif hasattr(provider, "_sdk_config"):
+        provider._sdk_config.resource = provider._sdk_config.resource.merge(instance)
+    else:
+        provider._resource = provider._resource.merge(instance)
+
+
+def _forget_measurements(provider: Any) -> None:
+    """Empty the per-reader storage of a MeterProvider (aggregations are rebuilt on the next measurement), with
+    fresh locks: a thread of the parent may have held one at fork, and it does not exist here to release it."""
+    consumer = provider._measurement_consumer
+    storages = list(consumer._reader_storages.values())
+    for storage in storages:  # check every storage before changing any
+        if not isinstance(storage._instrument_view_instrument_matches, dict):
+            raise TypeError(type(storage._instrument_view_instrument_matches))
+    consumer._lock = threading.Lock()
+    for storage in storages:
+        storage._lock = threading.RLock()
+        storage._instrument_view_instrument_matches = {}
+
+
+class _Discard:
+    """An exporter that drops everything (a child whose SDK cannot be reset must not resend the parent's data)."""
+
+    def export(self, *args: Any, **kwargs: Any) -> Any:
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _sdk_version() -> str:
+    from opentelemetry.sdk.version import __version__
+
+    return str(__version__)

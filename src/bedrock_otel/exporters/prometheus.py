@@ -145,6 +145,7 @@ class MetricsServer:
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bedrock-otel-metrics", daemon=True)
         self._thread.start()
+        self._pid = os.getpid()
 
     @property
     def url(self) -> str:
@@ -152,6 +153,9 @@ class MetricsServer:
         return f"http://{host}:{self.port}{METRICS_PATH}"
 
     def close(self) -> None:
+        if os.getpid() != self._pid:  # a forked child's copy: the server runs in the parent; free our socket only
+            self._httpd.server_close()
+            return
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)

@@ -374,6 +374,15 @@ class StreamObserver(CallContext):
             return self.errors[0][0]
         return self.exception_type
 
+    def disown(self) -> None:
+        """End without recording or ending the span (a forked child's copy of a stream of its parent's)."""
+        try:
+            self._open.pop()
+        except IndexError:
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+
     def finish(self, how: str, error: BaseException | None = None) -> None:
         try:
             self._open.pop()

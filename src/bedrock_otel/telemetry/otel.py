@@ -60,15 +60,15 @@ class OtelRecorder:
 
         return observe
 
+    def forget(self) -> None:
+        """Drop every total (in a forked child: the parent's are the parent's to report)."""
+        for totals in self._totals.values():
+            totals.clear()  # the same dicts: the instruments' callbacks hold them
+
     def close(self) -> None:
         """OpenTelemetry instruments cannot be unregistered; they stop changing once instrumentation stops."""
 
 
 def _histogram(meter: Meter, instrument: Instrument) -> Any:
-    kwargs = dict(unit=instrument.unit, description=instrument.description)
-    try:
-        return meter.create_histogram(
-            instrument.name, explicit_bucket_boundaries_advisory=list(instrument.buckets or ()), **kwargs
-        )
-    except TypeError:  # opentelemetry-api older than 1.23 has no bucket advisory
-        return meter.create_histogram(instrument.name, **kwargs)
+    return meter.create_histogram(instrument.name, unit=instrument.unit, description=instrument.description,
+                                  explicit_bucket_boundaries_advisory=list(instrument.buckets or ()))

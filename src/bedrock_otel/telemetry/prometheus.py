@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from .catalog import CATALOG, Instrument, Kind
 
@@ -35,6 +35,15 @@ class PrometheusRecorder:
             child = self._metrics[instrument].labels(*values)
             apply = self._children[key] = getattr(child, _APPLY[instrument.kind])
         apply(value)
+
+    def forget(self) -> None:
+        """Drop every value (in a forked child: the parent's are the parent's to report). In multiprocess mode
+        prometheus_client does it by itself: each process writes its own files."""
+        if values.ValueClass is not values.MutexValue:
+            return
+        self._children.clear()
+        for metric in self._metrics.values():
+            metric.clear()
 
     def close(self) -> None:
         """Unregister the metrics, so that a later recorder can register the same names."""
