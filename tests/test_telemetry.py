@@ -14,6 +14,7 @@ from driver import HAS_SDK_TRACING, drive
 from bedrock_otel import semconv as sc
 from bedrock_otel.observe import classify
 from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.telemetry.otel import OtelRecorder
 from bedrock_otel.testing.capture import CapturedTelemetry
 
 DOCS = Path(__file__).parent.parent / "docs" / "telemetry.md"
@@ -103,6 +104,29 @@ def test_instrumentation_failures_stay_inside(bedrock_otel_server: Any, monkeypa
         assert drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid") == bare
         assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {"observer.event": 1, "hooks.send": 1}
         assert sum(by_label(t, c.STREAMS, sc.OUTCOME).values()) == 1  # the stream still ended, once
+
+
+def test_a_failed_measurement_is_counted_as_dropped_by_its_recorder(bedrock_otel_server: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recorder that fails one measurement (a broken reader, say) loses that one only, counts it as dropped
+    (reason record_failed), and neither the other recorder nor the application notices."""
+    bare = drive(bedrock_otel_server, "bedrock", "sync", "create", "normal")
+    record = OtelRecorder.record
+
+    def failing(self: OtelRecorder, instrument: c.Instrument, values: tuple[str, ...], value: float) -> None:
+        if instrument is c.OPERATION_DURATION:
+            raise ValueError("a broken OpenTelemetry reader")
+        record(self, instrument, values, value)
+
+    monkeypatch.setattr(OtelRecorder, "record", failing)
+    with CapturedTelemetry() as t:
+        assert drive(bedrock_otel_server, "bedrock", "sync", "create", "normal") == bare
+        dropped = {p.attributes[sc.DROPPED_REASON]: p.value for p in t.otel_points(c.TELEMETRY_DROPPED.name)}
+        assert dropped == {sc.DROPPED_LABEL_OVERFLOW: 0, sc.DROPPED_RECORD_FAILED: 1}
+        assert not t.otel_points(c.OPERATION_DURATION.name)
+        assert sum(p.value for p in t.otel_points(c.STREAMS.name)) == 1  # the rest of the stream was recorded
+        assert by_label(t, c.TELEMETRY_DROPPED, sc.DROPPED_REASON) == {}  # Prometheus: nothing dropped (0s only)
+        assert t.value(c.OPERATION_DURATION.prometheus_name + "_count") == 1
 
 
 def test_no_content_or_secrets_in_telemetry_by_default(bedrock_otel_server: Any) -> None:
