@@ -32,6 +32,7 @@ DEFAULT_FAULTS: dict[str, float] = {
     "truncated": 0.02,  # the body ends early
 }
 HEALTHY = ("normal", "ping")
+CLIENT_TIMEOUT_S = 60.0  # the workload's clients, for every phase of a request (stall scenarios set their own)
 
 
 @dataclass
@@ -190,13 +191,15 @@ def run(server: LoopbackServer, streams: list[Planned], concurrency: int = 8,
                 progress(sum(results.values()))
 
     sync = [p for p in streams if p.mode == "sync"]
-    clients = {provider: make_client(server, provider, "sync") for provider in PROVIDERS}
+    # a generous connect timeout: hundreds of connects at once on a busy machine outlast the SDK's 5 s default
+    clients = {provider: make_client(server, provider, "sync", timeout=CLIENT_TIMEOUT_S) for provider in PROVIDERS}
 
     def one(p: Planned) -> None:
         done(consume(clients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
 
     async def run_async() -> None:
-        aclients = {provider: make_client(server, provider, "async") for provider in PROVIDERS}
+        aclients = {provider: make_client(server, provider, "async", timeout=CLIENT_TIMEOUT_S)
+                    for provider in PROVIDERS}
         gate = asyncio.Semaphore(tasks or concurrency)
 
         async def aone(p: Planned) -> None:
