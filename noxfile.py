@@ -3,11 +3,15 @@
     python -m pip install nox uv && python -m nox           # everything (what .ci/run does)
     python -m nox -s "tests(anthropic='0.97.0')"             # one SDK version
     python -m nox -s heavy                                   # the scale tests (cardinality, reduced soak)
+    python -m nox -s floors                                  # the lowest versions pyproject.toml allows
 """
 
 from __future__ import annotations
 
+import re
+
 import nox
+import tomllib
 
 nox.options.default_venv_backend = "uv"
 nox.options.error_on_missing_interpreters = True
@@ -39,3 +43,17 @@ def heavy(session: nox.Session) -> None:
     """Scale tests (10,000-model cardinality, the soak in a reduced size) once, on the newest SDK."""
     session.install("-e", ".[test]", f"anthropic[bedrock]=={SDK_VERSIONS[-1]}")
     session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:randomly", "-m", "heavy", *session.posargs)
+
+
+def _floors() -> list[str]:
+    """pyproject.toml's runtime dependencies pinned to the lowest version each allows (`>=X` becomes `==X`)."""
+    with open("pyproject.toml", "rb") as f:
+        dependencies = tomllib.load(f)["project"]["dependencies"]
+    return [re.sub(r">=\s*", "==", dependency) for dependency in dependencies]
+
+
+@nox.session(python=PYTHON)
+def floors(session: nox.Session) -> None:
+    """The suite with every runtime dependency at its declared minimum, so the floors are true (newest SDK)."""
+    session.install("-e", ".[test]", f"anthropic[bedrock]=={SDK_VERSIONS[-1]}", *_floors())
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", "-m", "not heavy", *session.posargs)
