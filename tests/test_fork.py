@@ -10,15 +10,20 @@ test_exporters.py.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
 from procs import run_python
 
+import bedrock_otel
+from bedrock_otel import runtime
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
+from bedrock_otel.testing.workload import make_client, request_for
 
 PREFORK_APP = """
 import gc, json, os, sys
@@ -119,3 +124,32 @@ def test_forked_workers_report_only_their_own_streams(protocol: str) -> None:
         for instance, _span in spans:
             per_instance[instance] += 1
         assert per_instance == {i: o["completed"] for i, o in outcomes.items()}
+
+
+def test_a_failing_reset_step_is_counted_and_the_others_still_run(bedrock_otel_server: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("bug in bedrock_otel")
+
+    monkeypatch.setattr(runtime, "disown_inherited_streams", broken)  # the second of five steps
+    with CapturedTelemetry(prometheus_port=0) as t:
+        client = make_client(bedrock_otel_server, "bedrock", "sync")
+        open_stream = client.messages.create(stream=True, **request_for("bedrock", "normal"))
+        next(iter(open_stream))
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what its registry holds, and leave without running pytest's exit
+            try:
+                found = [t.value(c.INTERNAL_ERRORS.prometheus_name, bedrock_otel_component="runtime.fork"),
+                         t.value(c.STREAMS_ACTIVE.prometheus_name), bedrock_otel.metrics_server() is None]
+                os.write(write_end, json.dumps(found).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            found = json.loads(pipe.read())
+        os.waitpid(pid, 0)
+        for _ in open_stream:
+            pass
+    # the failure counted; the steps before and after it ran: the parent's open stream forgotten, its server let go
+    assert found == [1, 0, True]

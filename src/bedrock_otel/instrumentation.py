@@ -63,22 +63,33 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 def _after_fork_in_child() -> None:
     """A forked worker (gunicorn with preload, multiprocessing) reports its own streams only: the recorders and
     bedrock_otel-built OTLP pipelines forget the parent's measurements, the pipelines get their own
-    service.instance.id and connections, and the parent's /metrics server and open streams stay the parent's."""
-    try:
-        runtime.disown_inherited_streams()
-        for started in _EXPORTERS:
-            started.after_fork()
-        exporters.after_fork()
-        for recorder in (*_PROMETHEUS_RECORDERS.values(), *(cached[1] for cached in _OTEL_RECORDERS.values())):
-            recorder.forget()
-        active = runtime.ACTIVE
-        if active is not None:
-            provider = _EXPORTERS[-1].pipelines.tracer_provider if _EXPORTERS else None
-            active.restart_in_child(trace.get_tracer(SCOPE, __version__, tracer_provider=provider))
-    except Exception:
-        log.debug("bedrock_otel: resetting telemetry in a forked process failed", exc_info=True)
-        if runtime.ACTIVE is not None:
-            runtime.ACTIVE.internal_error("runtime.fork")
+    service.instance.id and connections, and the parent's /metrics server and open streams stay the parent's.
+    Each step runs whatever happened to the one before; forgetting comes first, so a failure is still counted."""
+    for step in (_forget_recorded, runtime.disown_inherited_streams, _release_parent_servers, exporters.after_fork,
+                 _restart_runtime):
+        try:
+            step()
+        except Exception:
+            if runtime.ACTIVE is not None:
+                runtime.ACTIVE.internal_error("runtime.fork")
+            else:
+                log.debug("bedrock_otel: resetting telemetry in a forked process failed", exc_info=True)
+
+
+def _release_parent_servers() -> None:
+    for started in _EXPORTERS:
+        started.after_fork()
+
+
+def _forget_recorded() -> None:
+    for recorder in (*_PROMETHEUS_RECORDERS.values(), *(cached[1] for cached in _OTEL_RECORDERS.values())):
+        recorder.forget()
+
+
+def _restart_runtime() -> None:
+    if runtime.ACTIVE is not None:
+        provider = _EXPORTERS[-1].pipelines.tracer_provider if _EXPORTERS else None
+        runtime.ACTIVE.restart_in_child(trace.get_tracer(SCOPE, __version__, tracer_provider=provider))
 
 
 if hasattr(os, "register_at_fork"):  # once per process (a module runs once); not on Windows
