@@ -16,6 +16,7 @@ from bedrock_otel.observe import classify
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.telemetry.otel import OtelRecorder
 from bedrock_otel.testing.capture import CapturedTelemetry
+from bedrock_otel.testing.expectations import expected
 
 DOCS = Path(__file__).parent.parent / "docs" / "telemetry.md"
 MIX = ["normal", "ping", "error_first", "error_mid", "typeless", "http_429_then_ok", "http_529", "truncated",
@@ -198,6 +199,25 @@ def test_malformed_warning_names_the_sdk_and_remedies_once_a_minute(bedrock_otel
         drive(bedrock_otel_server, "bedrock", "sync", "create", "typeless")
     assert len([r for r in caplog.records if r.name == "bedrock_otel" and r.levelname == "WARNING"]) == 1
     assert anthropic.__version__ in warnings[0] and "0.110.0" in warnings[0] and "BEDROCK_OTEL_REPAIR" in warnings[0]
+
+
+def test_unknown_event_warning_does_not_blame_error_handling(bedrock_otel_server: Any,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event type the SDK cannot type reaches callers as a start event without a message on some SDKs (see
+    the expectations): the warning says so, without sending the user to the #1472 error-handling fix."""
+    from bedrock_otel import runtime
+
+    monkeypatch.setattr(runtime, "_last_warning", [-1e9])
+    with caplog.at_level("WARNING", logger="bedrock_otel"), CapturedTelemetry():
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "unknown_event")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bedrock_otel" and r.levelname == "WARNING"]
+    if not expected("unknown_event", "bedrock").malformed:  # this SDK drops the event: nothing to warn about
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert "an event of an unknown type reached the application" in warning and anthropic.__version__ in warning
+    assert "BEDROCK_OTEL_REPAIR" in warning and "#1472" not in warning
 
 
 def test_internal_error_components_are_declared_and_exported_from_the_start() -> None:

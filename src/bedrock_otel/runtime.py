@@ -221,10 +221,11 @@ class Runtime:
                 return
             _last_warning[0] = now
         if reason == sc.REASON_START_WITHOUT_MESSAGE and event_type != sc.ERROR:
+            what = "an event of an unknown type" if event_type == sc.OTHER else f"a {event_type} event"
             log.warning(
-                "bedrock_otel: a %s event reached the application as a message start event without a message "
+                "bedrock_otel: %s reached the application as a message start event without a message "
                 "(anthropic %s cannot type it); code reading event.message fails on it. Repair mode "
-                "(BEDROCK_OTEL_REPAIR=1 or instrument(repair=True)) drops such events.", event_type, sdk_version(),
+                "(BEDROCK_OTEL_REPAIR=1 or instrument(repair=True)) drops such events.", what, sdk_version(),
             )
             return
         log.warning(
