@@ -166,7 +166,22 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class LoopbackServer:
+class ClientArguments:
+    """What the workload needs of a server: client arguments pointing at `self.url`."""
+
+    url: str
+
+    def anthropic_client_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.Anthropic(...)` / `AsyncAnthropic(...)` pointed at this server."""
+        return {"api_key": "sk-ant-test", "base_url": self.url, **overrides}
+
+    def bedrock_client_kwargs(self, region: str = "us-east-1", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicBedrock(...)` / `AsyncAnthropicBedrock(...)` (SigV4 with fake keys)."""
+        return {"aws_access_key": "AKIDTEST", "aws_secret_key": "secret", "aws_region": region,
+                "base_url": self.url, **overrides}
+
+
+class LoopbackServer(ClientArguments):
     """Serve scenarios on 127.0.0.1 (an ephemeral port by default). Use as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, scenario: Scenario = NORMAL,
@@ -235,11 +250,54 @@ class LoopbackServer:
         with self._lock:
             self.requests.append({"path": path, "headers": headers, "scenario": scenario, "attempt": attempt})
 
-    def anthropic_client_kwargs(self, **overrides: Any) -> dict[str, Any]:
-        """Arguments for `anthropic.Anthropic(...)` / `AsyncAnthropic(...)` pointed at this server."""
-        return {"api_key": "sk-ant-test", "base_url": self.url, **overrides}
 
-    def bedrock_client_kwargs(self, region: str = "us-east-1", **overrides: Any) -> dict[str, Any]:
-        """Arguments for `anthropic.AnthropicBedrock(...)` / `AsyncAnthropicBedrock(...)` (SigV4 with fake keys)."""
-        return {"aws_access_key": "AKIDTEST", "aws_secret_key": "secret", "aws_region": region,
-                "base_url": self.url, **overrides}
+class LoopbackServerProcess(ClientArguments):
+    """A `LoopbackServer` in a child process (spawned), so that the threads and memory of the process under
+    measurement are the application's alone. `reset()` reaches across; `play()`, `register()` and `requests` do
+    not (use scenario headers). A context manager."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_conn, kwargs), name="bedrock-otel-loopback",
+                                        daemon=True)
+        self.url = ""
+
+    def start(self) -> LoopbackServerProcess:
+        self._process.start()
+        self.url = self._conn.recv()
+        return self
+
+    def reset(self) -> None:
+        self._conn.send("reset")
+        self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._conn.send("stop")
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+
+    def __enter__(self) -> LoopbackServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _serve(conn: Any, kwargs: dict[str, Any]) -> None:
+    """The child of `LoopbackServerProcess`: serve until told to stop (or the parent goes away)."""
+    with LoopbackServer(**kwargs) as server:
+        conn.send(server.url)
+        while True:
+            try:
+                command = conn.recv()
+            except EOFError:
+                return
+            if command == "stop":
+                return
+            server.reset()
+            conn.send("ok")

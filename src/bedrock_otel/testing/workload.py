@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import scenarios
-from .server import SCENARIO_HEADER, STREAM_HEADER, LoopbackServer
+from .server import SCENARIO_HEADER, STREAM_HEADER, ClientArguments
 
 PROVIDERS = ("first_party", "bedrock")
 MODES = ("sync", "async")
@@ -55,7 +55,7 @@ class Planned:
     stream_id: str
 
 
-def make_client(server: LoopbackServer, provider: str, mode: str, **options: Any) -> Any:
+def make_client(server: ClientArguments, provider: str, mode: str, **options: Any) -> Any:
     import anthropic
 
     if provider == "bedrock":
@@ -98,7 +98,9 @@ def _messages(client: Any, api: str) -> Any:
 
 
 def consume(client: Any, provider: str, api: str, scenario: str, stream_id: str = "") -> Seen:
-    """Read one stream with a sync client the way an application does; exceptions are caught and kept."""
+    """Read one stream with a sync client the way a careful application does (in a `with` block, so a loop body
+    that raises closes the stream: a stream left to the cyclic garbage collector can deadlock httpcore's
+    connection pool, encode/httpcore#990); exceptions are caught and kept."""
     items: list[str] = []
     final = None
     request = request_for(provider, scenario, stream_id)
@@ -110,15 +112,16 @@ def consume(client: Any, provider: str, api: str, scenario: str, stream_id: str 
                     items.append(_summary(event))
                 final = _summary(stream.get_final_message())
         elif api == "next":
-            stream = messages.create(stream=True, **request)
-            while True:
-                try:
-                    items.append(_summary(next(stream)))
-                except StopIteration:
-                    break
+            with messages.create(stream=True, **request) as stream:
+                while True:
+                    try:
+                        items.append(_summary(next(stream)))
+                    except StopIteration:
+                        break
         else:
-            for event in messages.create(stream=True, **request):
-                items.append(_summary(event))
+            with messages.create(stream=True, **request) as stream:
+                for event in stream:
+                    items.append(_summary(event))
     except Exception as exc:
         return Seen(items, (type(exc).__name__, str(exc)), final)
     return Seen(items, None, final)
@@ -137,15 +140,16 @@ async def aconsume(client: Any, provider: str, api: str, scenario: str, stream_i
                     items.append(_summary(event))
                 final = _summary(await stream.get_final_message())
         elif api == "next":
-            stream = await messages.create(stream=True, **request)
-            while True:
-                try:
-                    items.append(_summary(await stream.__anext__()))
-                except StopAsyncIteration:
-                    break
+            async with await messages.create(stream=True, **request) as stream:
+                while True:
+                    try:
+                        items.append(_summary(await stream.__anext__()))
+                    except StopAsyncIteration:
+                        break
         else:
-            async for event in await messages.create(stream=True, **request):
-                items.append(_summary(event))
+            async with await messages.create(stream=True, **request) as stream:
+                async for event in stream:
+                    items.append(_summary(event))
     except Exception as exc:
         return Seen(items, (type(exc).__name__, str(exc)), final)
     return Seen(items, None, final)
@@ -176,7 +180,7 @@ def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int =
     return planned
 
 
-def run(server: LoopbackServer, streams: list[Planned], concurrency: int = 8,
+def run(server: ClientArguments, streams: list[Planned], concurrency: int = 8,
         progress: Callable[[int], None] | None = None, tasks: int | None = None) -> Counter[str]:
     """Run the planned streams, sync ones on `concurrency` threads and async ones as `tasks` (default
     `concurrency`) tasks at a time, both at once. Returns how the application fared: the exception class names
