@@ -65,8 +65,8 @@ def _after_fork_in_child() -> None:
     bedrock_otel-built OTLP pipelines forget the parent's measurements, the pipelines get their own
     service.instance.id and connections, and the parent's /metrics server and open streams stay the parent's.
     Each step runs whatever happened to the one before; forgetting comes first, so a failure is still counted."""
-    for step in (_forget_recorded, runtime.disown_inherited_streams, _release_parent_servers, exporters.after_fork,
-                 _restart_runtime):
+    for step in (_forget_recorded, runtime.disown_inherited_streams, _release_parent_servers,
+                 exporters.reset_pipelines_after_fork, _restart_runtime):
         try:
             step()
         except Exception:
@@ -78,7 +78,7 @@ def _after_fork_in_child() -> None:
 
 def _release_parent_servers() -> None:
     for started in _EXPORTERS:
-        started.after_fork()
+        started.release_parent_server()
 
 
 def _forget_recorded() -> None:

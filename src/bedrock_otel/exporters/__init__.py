@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_PROMETHEUS_PORT, ConfigError, Settings
-from .otlp import METRICS, Pipelines, after_fork, build_pipelines, exporters_for
+from .otlp import METRICS, Pipelines, build_pipelines, exporters_for
+from .otlp import after_fork as reset_pipelines_after_fork
 from .prometheus import MetricsServer, start_metrics_server
 
 log = logging.getLogger("bedrock_otel")
@@ -21,7 +22,7 @@ class Exporters:
     pipelines: Pipelines
     metrics_server: MetricsServer | None = None
 
-    def after_fork(self) -> None:
+    def release_parent_server(self) -> None:
         """In a forked child: the /metrics server runs in the parent (serve the workers' metrics from there, with
         prometheus_client multiprocess mode); release the child's copy of its socket."""
         if self.metrics_server is not None:
@@ -68,4 +69,4 @@ def start(settings: Settings, tracer_provider: Any = None, meter_provider: Any =
     return exporters
 
 
-__all__ = ["Exporters", "MetricsServer", "after_fork", "check", "start", "start_metrics_server"]
+__all__ = ["Exporters", "MetricsServer", "check", "reset_pipelines_after_fork", "start", "start_metrics_server"]
