@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,7 +46,8 @@ def report(who):  # what this process's own /metrics (a WSGI mount, say) would s
     from prometheus_client import REGISTRY
 
     total = sum(s.value for m in REGISTRY.collect() for s in m.samples if s.name == STREAMS_TOTAL)
-    print(json.dumps([who, total, bedrock_otel.metrics_server() is not None]), flush=True)
+    with open(os.path.join(REPORTS, f"{who}.json"), "w") as file:  # a file each: no shared stdout to interleave
+        json.dump([who, total, bedrock_otel.metrics_server() is not None], file)
 
 
 streams(3)
@@ -86,17 +88,17 @@ def _latest_by_instance(receiver: OtlpReceiver, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
-def test_forked_workers_report_only_their_own_streams(protocol: str) -> None:
+def test_forked_workers_report_only_their_own_streams(protocol: str, tmp_path: Path) -> None:
     with OtlpReceiver() as receiver:
         endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
         code = PREFORK_APP.replace("WORKER_STREAMS", repr(WORKER_STREAMS))
-        code = code.replace("STREAMS_TOTAL", repr(c.STREAMS.prometheus_name))
+        code = code.replace("STREAMS_TOTAL", repr(c.STREAMS.prometheus_name)).replace("REPORTS", repr(str(tmp_path)))
         out = run_python(code, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
                          OTEL_METRIC_EXPORT_INTERVAL="600000", OTEL_BSP_SCHEDULE_DELAY="600000",
                          BEDROCK_OTEL_PROMETHEUS_PORT="0", timeout=60)
         # the in-process prometheus_client registry (no multiprocess mode) counts each process's own streams;
         # the /metrics server stays the parent's
-        reports = sorted((json.loads(line) for line in out.splitlines() if line.startswith("[")), key=str)
+        reports = sorted((json.loads(path.read_text()) for path in tmp_path.glob("*.json")), key=str)
         assert reports == sorted([[n, n, False] for n in WORKER_STREAMS] + [["parent", PARENT_STREAMS, True]],
                                  key=str), out
         expected = sorted([PARENT_STREAMS, *WORKER_STREAMS])
