@@ -1,14 +1,50 @@
-"""Keep the benchmark harness working (tiny size; timing is never asserted in tests)."""
+"""Keep the benchmark harnesses working (tiny sizes; timing is never asserted in tests: figures come from
+`python benchmarks/compare.py` on a quiet machine)."""
 
+from __future__ import annotations
+
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
+OURS = {"bedrock_otel", "bedrock_otel metrics-only", "bedrock_otel spans-only"}
+TINY = ["--rounds", "1", "--reps", "1", "--footprint", "--streams 20 --waves 2 --models 2 --scrapes 2"]
 
 
-def test_overhead_benchmark_runs_and_prints_its_table() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--events", "40", "--reps", "2"],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "first-party" in result.stdout and "bedrock" in result.stdout and "µs/event" in result.stdout
+def _compare(tmp_path: Path, *args: str) -> tuple[str, dict]:
+    out = tmp_path / "compare.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), *TINY, *args, "--json", str(out)],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, json.loads(out.read_text())
+
+
+def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Path) -> None:
+    paths = "first_party/create/sync,bedrock/helper/async"
+    stdout, report = _compare(tmp_path, "--peers", "none", "--paths", paths)
+    rows = report["rows"]
+    configs = {r["config"] for r in rows}
+    assert OURS <= configs and not configs - OURS - {"sdk built-in tracing"}
+    for config in configs:  # both workloads, both paths, each with its own bare pair and positive times
+        cells = {(r["workload"], r["path"]) for r in rows if r["config"] == config}
+        assert cells == {(w, p) for w in ("long", "short") for p in paths.split(",")}
+    for row in rows:
+        assert row["bare_min_ms"] > 0 and row["min_ms"] > 0 and row["paired_ratio"] > 0
+        assert row["rounds"] == 1
+    assert "µs per event" in stdout and "| bedrock_otel |" in stdout
+    memory, scrape = report["footprint"]["memory"], report["footprint"]["scrape"]
+    assert memory["bedrock_otel_bytes_per_stream"] > 0 and len(memory["heap_after_each_wave"]) == 2
+    assert scrape["series"] > 0 and scrape["samples"] > scrape["series"] and scrape["median_ms"] > 0
+
+
+@pytest.mark.heavy
+def test_compare_runs_every_peer_in_its_own_environment(tmp_path: Path) -> None:
+    """Builds the peers' uv environments (PyPI) on first use; run in the heavy session."""
+    _stdout, report = _compare(tmp_path, "--paths", "first_party/create/sync", "--workloads", "long",
+                               "--footprint", "none", "--envs", str(tmp_path / "envs"))
+    configs = {r["config"] for r in report["rows"]}
+    assert {"traceloop", "openinference", "otel genai-anthropic", "logfire"} <= configs

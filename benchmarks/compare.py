@@ -1,0 +1,191 @@
+"""bedrock_otel's overhead next to every peer's: recorded streams through the real SDK, A/B in fresh processes.
+
+    python benchmarks/compare.py                     # everything: ~15 min on 2 cores; peers' envs built by uv
+    python benchmarks/compare.py --peers none --rounds 3 --paths first_party/create/sync,bedrock/create/sync
+
+Each configuration runs in its own fresh process (`replay.py`) right after a bare process of the same
+environment (A B A B ..., the order flipped every other round), `--rounds` times. bedrock_otel's
+configurations (default, metrics-only, spans-only) and the SDK's built-in tracing run in this interpreter's
+environment; each peer runs in its own uv environment (same Python, same anthropic version) under `--envs`.
+
+Per configuration and path: median and minimum seconds per repetition, the instrumented/bare ratio paired
+round by round (ratio of the two processes' minima; the table shows the median over rounds), the added
+microseconds per event on a 2,000-event stream ("long"), and the added microseconds per stream on 20-event
+streams ("short", the fixed cost). Then `footprint.py` (memory per in-flight stream, /metrics scrape time).
+Prints tables and writes everything to `--json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import replay
+
+HERE = Path(__file__).parent
+OURS = ("bedrock_otel", "bedrock_otel metrics-only", "bedrock_otel spans-only", "sdk built-in tracing")
+PEERS = tuple(name for name, c in replay.CONFIGURATIONS.items() if c.requirements)
+
+
+def peer_python(name: str, envs: Path, sdk: str) -> Path:
+    """The interpreter of a peer's own environment, built with uv on first use (same Python, same SDK)."""
+    directory = envs / f"{name.replace(' ', '-')}-anthropic-{sdk}"
+    python = directory / "bin" / "python"
+    if python.exists():
+        return python
+    uv = shutil.which("uv")
+    if uv is None:
+        sys.exit("compare.py needs uv to build the peers' environments: python -m pip install uv (or --peers none)")
+    version = ".".join(map(str, sys.version_info[:2]))
+    subprocess.run([uv, "venv", "-q", "-p", version, str(directory)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), f"anthropic[bedrock]=={sdk}",
+                    "opentelemetry-sdk", *replay.CONFIGURATIONS[name].requirements], check=True)
+    return python
+
+
+def run_one(python: Path | str, config: str, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    command = [str(python), str(HERE / "replay.py"), config, str(bodies), "--reps", str(args.reps),
+               "--paths", args.paths, "--workloads", args.workloads]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{config}: replay.py failed\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def schedule(args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
+    """Run every (bare, configuration) pair `args.rounds` times; return the raw seconds per process."""
+    sdk = replay.anthropic.__version__
+    environments: list[tuple[Path | str, list[str]]] = []
+    ours = [c for c in OURS if replay.sdk_version() >= replay.CONFIGURATIONS[c].min_sdk]
+    environments.append((sys.executable, ours))
+    for peer in args.peers:
+        environments.append((peer_python(peer, args.envs, sdk), [peer]))
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # config -> one {"bare": ..., "config": ...} per round
+    for round_number in range(args.rounds):
+        for python, configs in environments:
+            for config in configs:
+                order = ("bare", config) if round_number % 2 == 0 else (config, "bare")
+                pair = {name: run_one(python, name, bodies, args) for name in order}
+                runs[config].append({"bare": pair["bare"]["seconds"], "config": pair[config]["seconds"],
+                                     "anthropic": pair[config]["anthropic"]})
+        print(f"  round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return runs
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for config, pairs in runs.items():
+        for workload, (events, streams) in replay.WORKLOADS.items():
+            for path in pairs[0]["config"].get(workload, {}):
+                bare = [p["bare"][workload][path] for p in pairs]
+                inst = [p["config"][workload][path] for p in pairs]
+                ratios = [min(i) / min(b) for i, b in zip(inst, bare)]
+                added = [min(i) - min(b) for i, b in zip(inst, bare)]
+                flat_bare = [t for times in bare for t in times]
+                flat_inst = [t for times in inst for t in times]
+                rows.append({
+                    "config": config, "workload": workload, "path": path, "events": events, "streams": streams,
+                    "bare_median_ms": statistics.median(flat_bare) * 1e3, "bare_min_ms": min(flat_bare) * 1e3,
+                    "median_ms": statistics.median(flat_inst) * 1e3, "min_ms": min(flat_inst) * 1e3,
+                    "paired_ratio": statistics.median(ratios), "ratio_spread": [min(ratios), max(ratios)],
+                    "us_per_event": statistics.median(added) / (events * streams) * 1e6,
+                    "us_per_stream": statistics.median(added) / streams * 1e6, "rounds": len(pairs),
+                })
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    for workload, unit in (("long", "us_per_event"), ("short", "us_per_stream")):
+        selected = [r for r in rows if r["workload"] == workload]
+        if not selected:
+            continue
+        events, streams = replay.WORKLOADS[workload]
+        print(f"\n{workload}: {streams} stream(s) of {events} events per repetition; "
+              f"added {'µs per event' if unit == 'us_per_event' else 'µs per stream'}")
+        print(f"{'configuration':<27}{'path':<26}{'bare med':>9}{'med ms':>9}{'min ms':>9}{'ratio':>8}"
+              f"{'spread':>14}{'added':>9}")
+        for r in selected:
+            spread = f"{r['ratio_spread'][0]:.3f}-{r['ratio_spread'][1]:.3f}"
+            print(f"{r['config']:<27}{r['path']:<26}{r['bare_median_ms']:>9.2f}{r['median_ms']:>9.2f}"
+                  f"{r['min_ms']:>9.2f}{r['paired_ratio']:>8.3f}{spread:>14}{r[unit]:>+9.2f}")
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    """One line per configuration, mean over the sync/async and create/helper paths of each provider."""
+    print("\n| configuration | first-party ratio | µs/event | Bedrock ratio | µs/event "
+          "| fixed µs/stream (first-party / Bedrock) |")
+    print("|---|---|---|---|---|---|")
+    by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_config[r["config"]].append(r)
+
+    def mean(config_rows: list[dict[str, Any]], workload: str, provider: str, key: str) -> float:
+        return statistics.mean(r[key] for r in config_rows if r["workload"] == workload
+                               and r["path"].startswith(provider))
+
+    for config, config_rows in by_config.items():
+        cells = []
+        for provider in replay.PROVIDERS:
+            cells += [f"{mean(config_rows, 'long', provider, 'paired_ratio'):.3f}",
+                      f"{mean(config_rows, 'long', provider, 'us_per_event'):+.2f}"]
+        short = [f"{mean(config_rows, 'short', p, 'us_per_stream'):+.0f}" for p in replay.PROVIDERS
+                 if any(r["workload"] == "short" for r in config_rows)]
+        print(f"| {config} | {' | '.join(cells)} | {' / '.join(short) or '-'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per process (after one warm-up)")
+    parser.add_argument("--paths", default=",".join(replay.PATHS))
+    parser.add_argument("--workloads", default=",".join(replay.WORKLOADS))
+    parser.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}, or none")
+    parser.add_argument("--envs", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "bedrock_otel-benchmarks", help="where the peers' uv environments live")
+    parser.add_argument("--footprint", default="--streams 1000 --waves 5 --models 20 --scrapes 50",
+                        help="footprint.py's arguments, or none")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "compare.json")
+    args = parser.parse_args()
+    args.peers = [] if args.peers == "none" else args.peers.split(",")
+    unknown = sorted(set(args.peers) - set(PEERS))
+    if unknown:
+        parser.error(f"--peers: unknown {', '.join(unknown)}; accepted values: {', '.join(PEERS)}, or none")
+    started = time.time()
+    print(f"anthropic {replay.anthropic.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+          f"{args.rounds} rounds x {args.reps} repetitions per process", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies = Path(tmp)
+        replay.write_bodies(bodies)
+        runs = schedule(args, bodies)
+        footprint = None
+        if args.footprint != "none":
+            out = bodies / "footprint.json"
+            subprocess.run([sys.executable, str(HERE / "footprint.py"), *args.footprint.split(), "--json", str(out)],
+                           check=True)
+            footprint = json.loads(out.read_text())
+    rows = summarize(runs)
+    print_table(rows)
+    print_summary(rows)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d", time.gmtime(started)), "anthropic": replay.anthropic.__version__,
+        "python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+        "rounds": args.rounds, "reps": args.reps, "minutes": (time.time() - started) / 60,
+        "rows": rows, "footprint": footprint, "raw": runs,
+    }, indent=1))
+    print(f"\nwrote {args.json} ({(time.time() - started) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
