@@ -89,6 +89,7 @@ class StreamObserver(CallContext):
         "_finalizer",
         "_open",
         "counts",
+        "deltas",
         "errors",
         "exception_type",
         "first_chunk_ns",
@@ -112,7 +113,8 @@ class StreamObserver(CallContext):
         self.level = runtime.span_event_level if span is not None else NONE
         self.started_ns = started_ns
         self.first_chunk_ns: int | None = None
-        self.counts: dict[Any, int] = {DELTA: 0}  # by wire name; bounded to contract values at the end
+        self.deltas = 0  # content_block_delta events seen on the hot path (a slot: cheaper than a dict entry)
+        self.counts: dict[Any, int] = {}  # every other event, by wire name; bounded to contract values at the end
         self.malformed: list[tuple[str, str]] = []
         self.errors: list[tuple[str, str, str]] = []  # (error type, source, message)
         self.exception_type: str | None = None
@@ -132,14 +134,16 @@ class StreamObserver(CallContext):
     # -- raw layer: every decoded SSE event ---------------------------------------------------------
 
     def watch_events(self, events: Iterator[Any]) -> Iterator[Any]:
-        counts = self.counts
         hot = DELTA if self.level < ALL else _NEVER
         waiting_first_chunk = True
         try:
             for sse in events:
-                name = sse.event
+                try:
+                    name = sse._event  # what the `event` property returns, without a call per event
+                except AttributeError:
+                    name = sse.event
                 if name == hot:
-                    counts[DELTA] += 1
+                    self.deltas += 1
                     if waiting_first_chunk:
                         waiting_first_chunk = False
                         self._first_chunk()
@@ -155,14 +159,16 @@ class StreamObserver(CallContext):
                 self.finish(BODY_ENDED)
 
     async def awatch_events(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        counts = self.counts
         hot = DELTA if self.level < ALL else _NEVER
         waiting_first_chunk = True
         try:
             async for sse in events:
-                name = sse.event
+                try:
+                    name = sse._event  # what the `event` property returns, without a call per event
+                except AttributeError:
+                    name = sse.event
                 if name == hot:
-                    counts[DELTA] += 1
+                    self.deltas += 1
                     if waiting_first_chunk:
                         waiting_first_chunk = False
                         self._first_chunk()
@@ -262,9 +268,9 @@ class StreamObserver(CallContext):
         how, error = BODY_ENDED, None
         try:
             for item in items:
-                if item.__class__ not in plain:
+                if type(item) not in plain:  # type(): item.__class__ goes through pydantic's __getattr__ hook
                     item = self._on_item(item, response)
-                    if item.__class__ is _Replace:
+                    if type(item) is _Replace:
                         if item.exception is None:
                             continue
                         raise item.exception
@@ -288,9 +294,9 @@ class StreamObserver(CallContext):
         how, error = BODY_ENDED, None
         try:
             async for item in items:
-                if item.__class__ not in plain:
+                if type(item) not in plain:  # type(): item.__class__ goes through pydantic's __getattr__ hook
                     item = self._on_item(item, response)
-                    if item.__class__ is _Replace:
+                    if type(item) is _Replace:
                         if item.exception is None:
                             continue
                         raise item.exception
@@ -310,7 +316,7 @@ class StreamObserver(CallContext):
 
     def _on_item(self, item: Any, response: Any) -> Any:
         try:
-            kind = _item_kind(item.__class__)
+            kind = _item_kind(type(item))
             if kind == _START:
                 message = getattr(item, "message", None)
                 if message is None:
@@ -361,6 +367,11 @@ class StreamObserver(CallContext):
                 self.usage[key] = value  # message_delta usage is cumulative: the last value is the total
 
     # -- the end --------------------------------------------------------------------------------------
+
+    def event_counts(self) -> Iterator[tuple[Any, int]]:
+        """(wire name, count) of every event seen; a name may come twice (hot path and rare path)."""
+        yield from self.counts.items()
+        yield DELTA, self.deltas
 
     def outcome(self, how: str) -> str:
         if self.errors or how == RAISED:

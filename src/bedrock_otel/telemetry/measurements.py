@@ -6,7 +6,6 @@ OpenTelemetry paths cannot drift apart.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -32,10 +31,11 @@ def stream_ended(labels: CallLabels) -> Iterator[Measurement]:
 def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Iterator[Measurement]:
     key = obs.labels.stream_key
     yield c.STREAMS, (*key, outcome), 1
-    events: Counter[str] = Counter()
-    for name, count in obs.counts.items():
+    events: dict[str, int] = {}
+    for name, count in obs.event_counts():
         if count:
-            events[classify.event_type_label(name)] += count
+            label = classify.event_type_label(name)
+            events[label] = events.get(label, 0) + count
     for event_type, count in events.items():
         yield c.STREAM_EVENTS, (*key, event_type), count
     for carried_type, reason in obs.malformed:

@@ -48,7 +48,7 @@ def end_span(span: Any, obs: StreamObserver, outcome: str, settings: Settings) -
                 attributes[attribute] = usage[key]
     if obs.first_chunk_ns is not None:
         attributes[sc.TIME_TO_FIRST_CHUNK] = (obs.first_chunk_ns - obs.started_ns) / 1e9
-    for name, count in obs.counts.items():
+    for name, count in obs.event_counts():
         if count:
             key = sc.EVENTS_PREFIX + classify.event_type_label(name)
             attributes[key] = attributes.get(key, 0) + count
