@@ -227,3 +227,64 @@ def test_internal_error_components_are_declared_and_exported_from_the_start() ->
     with CapturedTelemetry() as t:  # before any stream: every component is there at 0 (absent = telemetry missing)
         assert t.samples(c.INTERNAL_ERRORS.prometheus_name) == {
             (("bedrock_otel_component", component),): 0.0 for component in sc.INTERNAL_COMPONENTS}
+
+
+def _histogram_counts(reader: Any, instrument: c.Instrument) -> int:
+    data = reader.get_metrics_data()
+    return sum(point.count for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+               if m.name == instrument.name for point in m.data.data_points) if data else 0
+
+
+def test_histogram_points_are_recorded_at_collection_and_bounded_in_between(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Histogram points wait in a queue for the reader's next collection (off the application's path); a
+    provider that never collects costs at most PENDING_LIMIT queued points, then points are recorded at once."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bedrock_otel.telemetry import otel
+
+    monkeypatch.setattr(otel, "PENDING_LIMIT", 5)
+    reader = InMemoryMetricReader()
+    recorder = OtelRecorder(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    key = ("anthropic", "claude-opus-4-7", "", "", "chat", "")
+    for _ in range(3):
+        recorder.record(c.OPERATION_DURATION, key, 0.5)
+    assert len(recorder._pending) == 3
+    assert _histogram_counts(reader, c.OPERATION_DURATION) == 3 and not recorder._pending  # flushed by collection
+    for _ in range(8):  # nobody collects: 5 wait, 3 go straight to the SDK
+        recorder.record(c.OPERATION_DURATION, key, 0.5)
+    assert len(recorder._pending) == 5
+    assert _histogram_counts(reader, c.OPERATION_DURATION) == 11
+
+
+def test_a_histogram_point_refused_at_collection_is_counted_and_the_rest_still_reported() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    recorder = OtelRecorder(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    key = ("anthropic", "claude-opus-4-7", "", "", "chat", "")
+    recorder.record(c.OPERATION_DURATION, key, 0.5)
+    recorder.record(c.OPERATION_DURATION, key, "not a number")  # type: ignore[arg-type]  # the SDK raises on it
+    recorder.record(c.STREAMS, (*key[:4], sc.OUTCOME_COMPLETED), 1)
+    data = reader.get_metrics_data()
+    points = {m.name: list(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics}
+    assert sum(p.count for p in points[c.OPERATION_DURATION.name]) == 1
+    assert [p.value for p in points[c.STREAMS.name]] == [1]
+    assert {p.attributes[sc.DROPPED_REASON]: p.value for p in points[c.TELEMETRY_DROPPED.name]} == {
+        sc.DROPPED_RECORD_FAILED: 1}
+
+
+def test_headers_are_read_in_one_pass_as_headers_get_reads_them() -> None:
+    import anthropic._base_client as base
+
+    httpx_module = getattr(base, "httpx2", None) or base.httpx
+    headers = httpx_module.Headers([("Request-Id", "req_1"), ("request-id", "req_2"), ("Retry-After", "3"),
+                                    ("ANTHROPIC-RATELIMIT-TOKENS-REMAINING", "99"), ("x-other", "1")])
+    read = classify.headers_read(headers)
+    assert read == {"request-id": "req_1, req_2", "retry-after": "3", "anthropic-ratelimit-tokens-remaining": "99"}
+    assert all(read[name] == headers.get(name) for name in read)  # case-insensitive, repeats joined
+    assert classify.rate_limit_headers(read) == [("tokens", "remaining", 99.0)]
+    plain = {"request-id": "req_3"}
+    assert classify.headers_read(plain) is plain  # any other mapping is read as it is

@@ -1,25 +1,35 @@
 """The OpenTelemetry Metrics API recorder (OTLP and any other OpenTelemetry reader).
 
 Counters, up-down counters and gauges are observable instruments reporting totals kept here: a dictionary
-update per stream instead of a synchronous `add()` of several microseconds each. Histograms are recorded
-synchronously with attribute dictionaries built once per label set.
+update per stream instead of a synchronous `add()` of several microseconds each. Histogram points are queued
+(an append) and recorded by the first instrument callback of the next collection, in the reader's thread, so
+the ~10 µs the SDK spends per `record()` stays off the application's path. The queue is bounded: past
+`PENDING_LIMIT` points (a provider whose readers never collect) points are recorded at once instead.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Callable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from .catalog import CATALOG, Instrument, Kind
+from .. import semconv as sc
+from .catalog import CATALOG, TELEMETRY_DROPPED, Instrument, Kind
+
+log = logging.getLogger("bedrock_otel")
+PENDING_LIMIT = 8192  # histogram points held between two collections (~90 bytes each)
 
 
 class OtelRecorder:
     def __init__(self, meter: Meter) -> None:
         self._totals: dict[Instrument, dict[tuple[str, ...], float]] = {}
         self._histograms: dict[Instrument, Any] = {}
+        self._gauges = frozenset(i for i in CATALOG if i.kind is Kind.GAUGE)
         self._attributes: dict[tuple[Instrument, tuple[str, ...]], dict[str, str]] = {}
+        self._pending: deque[tuple[Instrument, tuple[str, ...], float]] = deque()  # append/popleft: thread-safe
         for instrument in CATALOG:
             if instrument.kind is Kind.HISTOGRAM:
                 self._histograms[instrument] = _histogram(meter, instrument)
@@ -43,25 +53,45 @@ class OtelRecorder:
         return attributes
 
     def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
-        histogram = self._histograms.get(instrument)
-        if histogram is not None:
-            histogram.record(value, self.attributes(instrument, values))
-        elif instrument.kind is Kind.GAUGE:
-            self._totals[instrument][values] = value
+        totals = self._totals.get(instrument)
+        if totals is None:  # a histogram
+            if len(self._pending) < PENDING_LIMIT:
+                self._pending.append((instrument, values, value))
+            else:
+                self._histograms[instrument].record(value, self.attributes(instrument, values))
+        elif instrument in self._gauges:
+            totals[values] = value
         else:
-            totals = self._totals[instrument]
             totals[values] = totals.get(values, 0) + value
 
     def _observer(self, instrument: Instrument) -> Callable[[CallbackOptions], Iterable[Observation]]:
         totals = self._totals[instrument]
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            self.flush()  # callbacks run before the SDK reads its histograms: the queued points make it
             return [Observation(value, self.attributes(instrument, values)) for values, value in list(totals.items())]
 
         return observe
 
+    def flush(self) -> None:
+        """Record the queued histogram points (each taken once, whichever thread flushes). Never raises: it
+        runs inside the SDK's collection, where an exception would cost the instrument's observations; a
+        point the SDK refuses is counted as dropped (record_failed)."""
+        pending = self._pending
+        while pending:
+            try:
+                instrument, values, value = pending.popleft()
+            except IndexError:
+                return
+            try:
+                self._histograms[instrument].record(value, self.attributes(instrument, values))
+            except Exception:
+                log.debug("bedrock_otel: recording a histogram point failed", exc_info=True)
+                self.record(TELEMETRY_DROPPED, (sc.DROPPED_RECORD_FAILED,), 1)
+
     def forget(self) -> None:
         """Drop every total (in a forked child: the parent's are the parent's to report)."""
+        self._pending.clear()
         for totals in self._totals.values():
             totals.clear()  # the same dicts: the instruments' callbacks hold them
 
