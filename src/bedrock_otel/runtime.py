@@ -135,7 +135,7 @@ class Runtime:
 
     def http_response(self, ctx: CallContext, response: Any) -> None:
         try:
-            headers = response.headers
+            headers = classify.headers_read(response.headers)
             ctx.attempts += 1
             ctx.request_id = classify.request_id(headers) or ctx.request_id
             if isinstance(ctx, StreamObserver):
@@ -182,10 +182,11 @@ class Runtime:
             self.internal_error("hooks.frame")
 
     def stream_finished(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
-        self.record(measurements.stream_ended(observer.labels))
-        # uninstrumented while the stream was open: close what it opened (gauge, span), record nothing more
-        if ACTIVE is self:
-            self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
+        if self.recorders:
+            self.record(measurements.stream_ended(observer.labels))
+            # uninstrumented while the stream was open: close what it opened (gauge, span), record nothing more
+            if ACTIVE is self:
+                self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
         if observer.span is not None:
             end_span(observer.span, observer, outcome, self.settings)
 
