@@ -1,7 +1,7 @@
 """bedrock_otel's overhead next to every peer's: recorded streams through the real SDK, A/B in fresh processes.
 
-    python benchmarks/compare.py                     # everything: ~15 min on 2 cores; peers' envs built by uv
-    python benchmarks/compare.py --peers none --rounds 3 --paths first_party/create/sync,bedrock/create/sync
+    python benchmarks/compare.py                     # everything: ~80 min on 2 cores; peers' envs built by uv
+    python benchmarks/compare.py --configs bedrock_otel --rounds 3 --paths first_party/create/sync
 
 Each configuration runs in its own fresh process (`replay.py`) right after a bare process of the same
 environment (A B A B ..., the order flipped every other round), `--rounds` times. bedrock_otel's
@@ -34,8 +34,8 @@ from typing import Any
 import replay
 
 HERE = Path(__file__).parent
-OURS = ("bedrock_otel", "bedrock_otel metrics-only", "bedrock_otel spans-only", "sdk built-in tracing")
-PEERS = tuple(name for name, c in replay.CONFIGURATIONS.items() if c.requirements)
+CONFIGS = tuple(name for name in replay.CONFIGURATIONS if name != replay.BARE.name)
+PEERS = tuple(name for name in CONFIGS if replay.CONFIGURATIONS[name].requirements)  # each in its own env
 
 
 def peer_python(name: str, envs: Path, sdk: str) -> Path:
@@ -46,7 +46,8 @@ def peer_python(name: str, envs: Path, sdk: str) -> Path:
         return python
     uv = shutil.which("uv")
     if uv is None:
-        sys.exit("compare.py needs uv to build the peers' environments: python -m pip install uv (or --peers none)")
+        sys.exit("compare.py needs uv to build the peers' environments: python -m pip install uv "
+                 "(or leave the peers out of --configs)")
     version = ".".join(map(str, sys.version_info[:2]))
     subprocess.run([uv, "venv", "-q", "-p", version, str(directory)], check=True)
     subprocess.run([uv, "pip", "install", "-q", "--python", str(python), f"anthropic[bedrock]=={sdk}",
@@ -67,9 +68,10 @@ def schedule(args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
     """Run every (bare, configuration) pair `args.rounds` times; return the raw seconds per process."""
     sdk = replay.anthropic.__version__
     environments: list[tuple[Path | str, list[str]]] = []
-    ours = [c for c in OURS if replay.sdk_version() >= replay.CONFIGURATIONS[c].min_sdk]
-    environments.append((sys.executable, ours))
-    for peer in args.peers:
+    here = [c for c in args.configs if c not in PEERS and replay.sdk_version() >= replay.CONFIGURATIONS[c].min_sdk]
+    if here:
+        environments.append((sys.executable, here))
+    for peer in (c for c in args.configs if c in PEERS):
         environments.append((peer_python(peer, args.envs, sdk), [peer]))
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)  # config -> one {"bare": ..., "config": ...} per round
     for round_number in range(args.rounds):
@@ -130,18 +132,17 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         by_config[r["config"]].append(r)
 
-    def mean(config_rows: list[dict[str, Any]], workload: str, provider: str, key: str) -> float:
-        return statistics.mean(r[key] for r in config_rows if r["workload"] == workload
-                               and r["path"].startswith(provider))
+    def mean(config_rows: list[dict[str, Any]], workload: str, provider: str, key: str, form: str) -> str:
+        values = [r[key] for r in config_rows if r["workload"] == workload and r["path"].startswith(provider)]
+        return format(statistics.mean(values), form) if values else "-"
 
     for config, config_rows in by_config.items():
         cells = []
         for provider in replay.PROVIDERS:
-            cells += [f"{mean(config_rows, 'long', provider, 'paired_ratio'):.3f}",
-                      f"{mean(config_rows, 'long', provider, 'us_per_event'):+.2f}"]
-        short = [f"{mean(config_rows, 'short', p, 'us_per_stream'):+.0f}" for p in replay.PROVIDERS
-                 if any(r["workload"] == "short" for r in config_rows)]
-        print(f"| {config} | {' | '.join(cells)} | {' / '.join(short) or '-'} |")
+            cells += [mean(config_rows, "long", provider, "paired_ratio", ".3f"),
+                      mean(config_rows, "long", provider, "us_per_event", "+.2f")]
+        short = " / ".join(mean(config_rows, "short", p, "us_per_stream", "+.0f") for p in replay.PROVIDERS)
+        print(f"| {config} | {' | '.join(cells)} | {short} |")
 
 
 def main() -> None:
@@ -150,17 +151,17 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per process (after one warm-up)")
     parser.add_argument("--paths", default=",".join(replay.PATHS))
     parser.add_argument("--workloads", default=",".join(replay.WORKLOADS))
-    parser.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {', '.join(PEERS)}, or none")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of: {', '.join(CONFIGS)}")
     parser.add_argument("--envs", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "bedrock_otel-benchmarks", help="where the peers' uv environments live")
     parser.add_argument("--footprint", default="--streams 1000 --waves 5 --models 20 --scrapes 50",
                         help="footprint.py's arguments, or none")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "compare.json")
     args = parser.parse_args()
-    args.peers = [] if args.peers == "none" else args.peers.split(",")
-    unknown = sorted(set(args.peers) - set(PEERS))
-    if unknown:
-        parser.error(f"--peers: unknown {', '.join(unknown)}; accepted values: {', '.join(PEERS)}, or none")
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(args.configs) - set(CONFIGS))
+    if unknown or not args.configs:
+        parser.error(f"--configs: unknown {', '.join(unknown) or 'none given'}; accepted values: {', '.join(CONFIGS)}")
     started = time.time()
     print(f"anthropic {replay.anthropic.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
           f"{args.rounds} rounds x {args.reps} repetitions per process", flush=True)

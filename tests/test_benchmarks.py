@@ -25,7 +25,8 @@ def _compare(tmp_path: Path, *args: str) -> tuple[str, dict]:
 
 def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Path) -> None:
     paths = "first_party/create/sync,bedrock/helper/async"
-    stdout, report = _compare(tmp_path, "--peers", "none", "--paths", paths)
+    ours = "bedrock_otel,bedrock_otel metrics-only,bedrock_otel spans-only,sdk built-in tracing"
+    stdout, report = _compare(tmp_path, "--configs", ours, "--paths", paths)
     rows = report["rows"]
     configs = {r["config"] for r in rows}
     assert OURS <= configs and not configs - OURS - {"sdk built-in tracing"}
@@ -44,7 +45,7 @@ def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Pat
 @pytest.mark.heavy
 def test_compare_runs_every_peer_in_its_own_environment(tmp_path: Path) -> None:
     """Builds the peers' uv environments (PyPI) on first use; run in the heavy session."""
-    _stdout, report = _compare(tmp_path, "--paths", "first_party/create/sync", "--workloads", "long",
-                               "--footprint", "none", "--envs", str(tmp_path / "envs"))
-    configs = {r["config"] for r in report["rows"]}
-    assert {"traceloop", "openinference", "otel genai-anthropic", "logfire"} <= configs
+    peers = {"traceloop", "openinference", "otel genai-anthropic", "logfire"}
+    _stdout, report = _compare(tmp_path, "--configs", ",".join(sorted(peers)), "--paths", "first_party/create/sync",
+                               "--workloads", "long", "--footprint", "none", "--envs", str(tmp_path / "envs"))
+    assert {r["config"] for r in report["rows"]} == peers
