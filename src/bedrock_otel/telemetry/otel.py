@@ -3,7 +3,7 @@
 Counters, up-down counters and gauges are observable instruments reporting totals kept here: a dictionary
 update per stream instead of a synchronous `add()` of several microseconds each. Histogram points are queued
 (an append) and recorded by the first instrument callback of the next collection, in the reader's thread, so
-the ~10 µs the SDK spends per `record()` stays off the application's path. The queue is bounded: past
+the ~8 µs the SDK spends per `record()` stays off the application's path. The queue is bounded: past
 `PENDING_LIMIT` points (a provider whose readers never collect) points are recorded at once instead.
 """
 
@@ -68,7 +68,7 @@ class OtelRecorder:
         totals = self._totals[instrument]
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            self.flush()  # callbacks run before the SDK reads its histograms: the queued points make it
+            self.flush()  # callbacks run before the SDK reads its histograms: queued points are in this collection
             return [Observation(value, self.attributes(instrument, values)) for values, value in list(totals.items())]
 
         return observe
