@@ -57,11 +57,11 @@ class OtelRecorder:
     def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
         totals = self._totals.get(instrument)
         if totals is None:  # a histogram
-            histogram = self._histograms[instrument]
+            histogram, attributes = self._histograms[instrument], self.attributes(instrument, values)
             if len(self._pending) < PENDING_LIMIT:
-                self._pending.append((histogram, value, self.attributes(instrument, values)))
+                self._pending.append((histogram, value, attributes))
             else:
-                histogram.record(value, self.attributes(instrument, values))
+                histogram.record(value, attributes)
         elif instrument in self._gauges:
             totals[values] = value
         else:
