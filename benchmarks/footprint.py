@@ -31,6 +31,7 @@ from typing import Any
 import bedrock_otel
 from bedrock_otel import semconv as sc
 from bedrock_otel.observe import classify
+from bedrock_otel.observe.retry import RETRY_STATUS
 from bedrock_otel.telemetry.catalog import CATALOG
 from bedrock_otel.telemetry.prometheus import PrometheusRecorder
 
@@ -129,6 +130,7 @@ DOMAINS: dict[str, tuple[str, ...]] = {
     sc.ERROR_TYPE: ("", *ERROR_TYPES),
     sc.INTERNAL_COMPONENT: sc.INTERNAL_COMPONENTS,
     sc.DROPPED_REASON: sc.DROPPED_REASONS,
+    sc.RETRY_RESULT: sc.RETRY_RESULTS,
 }
 PAIRED = (sc.ERROR_TYPE, sc.ERROR_SOURCE)
 
@@ -152,6 +154,8 @@ def label_combinations(instrument: Any, models: int) -> list[tuple[str, ...]]:
             continue  # follows the error type
         if attribute == sc.ERROR_TYPE and sc.ERROR_SOURCE in own:
             choices.append([{sc.ERROR_TYPE: t, sc.ERROR_SOURCE: classify.error_source(t)} for t in ERROR_TYPES])
+        elif attribute == sc.ERROR_TYPE and sc.RETRY_RESULT in own:  # only retryable types are retried
+            choices.append([{sc.ERROR_TYPE: t} for t in sorted(RETRY_STATUS)])
         else:
             choices.append([{attribute: value} for value in DOMAINS[attribute]])
     shared = [a for a in instrument.attributes if a not in own]

@@ -246,14 +246,15 @@ OTLP_CHILD = """
 import sys
 if sys.argv[1] == "kwargs":
     import bedrock_otel
-    bedrock_otel.instrument(otlp_endpoint=sys.argv[2], otlp_protocol=sys.argv[3], service_name="from-kwargs")
+    bedrock_otel.instrument(otlp_endpoint=sys.argv[2], otlp_protocol=sys.argv[3], service_name="from-kwargs",
+                            retry=True)
 else:
     import bedrock_otel.auto
 from bedrock_otel.testing import LoopbackServer
 from bedrock_otel.testing.workload import consume, make_client
 with LoopbackServer() as server:
     for provider in ("first_party", "bedrock"):
-        for scenario in ("normal", "error_first"):
+        for scenario in ("rate_limited_then_ok", "should_not_retry"):  # recovered, exhausted: every instrument
             consume(make_client(server, provider, "sync"), provider, "create", scenario)
 print("done")  # and exit normally: the SDK's shutdown at exit must flush the last spans and metrics
 """
@@ -269,7 +270,8 @@ def test_otlp_delivers_the_contract_to_a_real_receiver(configured_by: str, proto
         endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
         if configured_by == "env":
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-                   "OTEL_SERVICE_NAME": "from-env", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test"}
+                   "OTEL_SERVICE_NAME": "from-env", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+                   "BEDROCK_OTEL_RETRY": "1"}
             args = ""
         else:
             env, args = {}, f"{endpoint} {protocol}"

@@ -126,6 +126,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("repair", "BEDROCK_OTEL_REPAIR", _bool, False,
             "Opt-in: raise the matching SDK exception for in-band errors and drop masquerading chunks."),
+    Setting("retry", "BEDROCK_OTEL_RETRY", _bool, False,
+            "Opt-in: retry a streamed call whose stream opens with a retryable in-band error, under the client's "
+            "own retry policy (max_retries, backoff, retry-after, x-should-retry)."),
     Setting("span_events", "BEDROCK_OTEL_SPAN_EVENTS", _span_events, "boundaries",
             "Span events: none, errors, boundaries (all but content_block_delta and ping), all."),
     Setting("max_models", "BEDROCK_OTEL_MAX_MODELS", _positive_int, 64,
@@ -164,6 +167,7 @@ def setting(name: str) -> Setting:
 @dataclass(frozen=True)
 class Settings:
     repair: bool = False
+    retry: bool = False
     span_events: str = "boundaries"
     max_models: int = 64
     capture_content: bool = False

@@ -20,7 +20,7 @@ from opentelemetry import trace
 
 from . import semconv as sc
 from .config import Settings
-from .observe import classify, repair
+from .observe import classify, repair, retry
 from .observe.labels import labels_for
 from .observe.observer import NONE, SPAN_EVENT_LEVELS, CallContext, StreamObserver
 from .telemetry import catalog, measurements
@@ -64,6 +64,7 @@ class Runtime:
         self.settings = settings
         self.recorders = tuple(recorders)
         self.tracer = tracer if settings.traces else None
+        self.retry = settings.retry
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
         self._model_cap = classify.ValueCap(settings.max_models)
         self.repair = repair
@@ -143,6 +144,42 @@ class Runtime:
             self.record(measurements.http_response(ctx.labels, response.status_code, headers))
         except Exception:
             self.internal_error("hooks.send")
+
+    # -- retry mode (around the same HTTP attempts) ----------------------------------------------------
+
+    def read_ahead(self, ctx: CallContext, response: Any) -> Any:
+        """The response the SDK gets for this attempt of a streamed call (see `observe/retry.py`)."""
+        if not isinstance(ctx, StreamObserver):
+            return response
+        response, look = retry.read_ahead(response)
+        if look is not None:
+            self._looked_ahead(ctx, look)
+        return response
+
+    async def aread_ahead(self, ctx: CallContext, response: Any) -> Any:
+        if not isinstance(ctx, StreamObserver):
+            return response
+        response, look = await retry.aread_ahead(response)
+        if look is not None:
+            self._looked_ahead(ctx, look)
+        return response
+
+    def _looked_ahead(self, observer: StreamObserver, look: retry.Lookahead) -> None:
+        if look.failed:
+            self.internal_error("retry.read_ahead")
+        if look.retryable is not None:
+            try:
+                observer.absorb(look.events, look.retryable)
+            except Exception:
+                self.internal_error("retry.read_ahead")
+
+    def retrying(self, ctx: CallContext) -> None:
+        """The SDK sends another attempt of a call whose last attempt opened with a retryable in-band error."""
+        try:
+            if isinstance(ctx, StreamObserver):
+                ctx.retrying()
+        except Exception:
+            self.internal_error("retry.read_ahead")
 
     # -- streams ---------------------------------------------------------------------------------------
 

@@ -25,6 +25,9 @@ RATE_LIMIT_RESOURCE = "anthropic.rate_limit.resource"
 EVENTS_PREFIX = "anthropic.stream.events."
 REQUEST_ID = "anthropic.request.id"
 ERROR_MESSAGE = "anthropic.stream.error.message"
+RETRY_RESULT = "anthropic.stream.retry.result"
+RETRY_ATTEMPT = "anthropic.stream.retry.attempt"
+RETRY_DELAY = "anthropic.stream.retry.delay"
 INTERNAL_COMPONENT = "bedrock_otel.component"
 DROPPED_REASON = "bedrock_otel.dropped.reason"
 
@@ -45,6 +48,7 @@ OUTPUT_MESSAGES = "gen_ai.output.messages"
 # -- span event names -------------------------------------------------------------------------------
 SPAN_EVENT_ERROR_FRAME = "anthropic.stream.error_frame"
 SPAN_EVENT_MALFORMED = "anthropic.stream.malformed_event"
+SPAN_EVENT_RETRY = "anthropic.stream.retry"
 
 # -- values -----------------------------------------------------------------------------------------
 OTHER = "_OTHER"
@@ -89,6 +93,11 @@ OUTCOME_TRUNCATED = "truncated"
 OUTCOME_ABANDONED = "abandoned"
 OUTCOMES = (OUTCOME_COMPLETED, OUTCOME_ERROR, OUTCOME_TRUNCATED, OUTCOME_ABANDONED)
 
+# anthropic.stream.retry.result: another attempt was made, or none was (the caller got the error)
+RETRY_RETRIED = "retried"
+RETRY_EXHAUSTED = "exhausted"
+RETRY_RESULTS = (RETRY_RETRIED, RETRY_EXHAUSTED)
+
 RATE_LIMIT_RESOURCES = ("requests", "tokens", "input_tokens", "output_tokens")
 
 TOKEN_INPUT = "input"
@@ -127,7 +136,7 @@ RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingExc
 INTERNAL_COMPONENTS = (
     "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
     "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
-    "runtime.fork",
+    "runtime.fork", "retry.read_ahead",
 )
 
 # bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).

@@ -42,22 +42,37 @@ async def arequest(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
 
 
 def send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """`httpx.Client.send` (and httpx2): one HTTP attempt; only attempts made inside an SDK call are seen."""
+    """`httpx.Client.send` (and httpx2): one HTTP attempt; only attempts made inside an SDK call are seen.
+    In retry mode, the first events of a streamed call's body are read ahead here (`observe/retry.py`)."""
     ctx = rt.CURRENT_CALL.get()
+    if ctx is not None and ctx.pending_retry is not None:
+        _retrying(ctx)
     response = wrapped(*args, **kwargs)
     runtime = rt.ACTIVE
     if ctx is not None and runtime is not None:
         runtime.http_response(ctx, response)
+        if runtime.retry:
+            response = runtime.read_ahead(ctx, response)
     return response
 
 
 async def asend(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = rt.CURRENT_CALL.get()
+    if ctx is not None and ctx.pending_retry is not None:
+        _retrying(ctx)
     response = await wrapped(*args, **kwargs)
     runtime = rt.ACTIVE
     if ctx is not None and runtime is not None:
         runtime.http_response(ctx, response)
+        if runtime.retry:
+            response = await runtime.aread_ahead(ctx, response)
     return response
+
+
+def _retrying(ctx: Any) -> None:
+    runtime = rt.ACTIVE
+    if runtime is not None:
+        runtime.retrying(ctx)
 
 
 def _observed(method: str) -> Callable[..., Any]:

@@ -28,6 +28,7 @@ from .labels import CallLabels
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+    from .retry import InBandError
 
 log = logging.getLogger("bedrock_otel")
 
@@ -74,12 +75,15 @@ def _item_kind(cls: type) -> int:
 class CallContext:
     """What one SDK call learns from its HTTP attempts (set in a context variable while the call runs)."""
 
-    __slots__ = ("__weakref__", "attempts", "labels", "request_id")
+    __slots__ = ("__weakref__", "attempts", "labels", "pending_retry", "request_id")
 
     def __init__(self, labels: CallLabels) -> None:
         self.labels = labels
         self.request_id: str | None = None
         self.attempts = 0
+        # retry mode: (error type, source, message, failed attempt, when) of an in-band error handed to the SDK
+        # as an HTTP error; resolved by the next attempt (retried) or the end of the call (exhausted)
+        self.pending_retry: tuple[str, str, str, int, int] | None = None
 
 
 class StreamObserver(CallContext):
@@ -92,12 +96,14 @@ class StreamObserver(CallContext):
         "deltas",
         "errors",
         "exception_type",
+        "exhausted",
         "first_chunk_ns",
         "level",
         "malformed",
         "output_text",
         "response_id",
         "response_model",
+        "retried",
         "runtime",
         "span",
         "started_ns",
@@ -117,6 +123,8 @@ class StreamObserver(CallContext):
         self.counts: dict[Any, int] = {}  # every other event, by wire name; bounded to contract values at the end
         self.malformed: list[tuple[str, str]] = []
         self.errors: list[tuple[str, str, str]] = []  # (error type, source, message)
+        self.retried: list[tuple[str, str, str]] = []  # retry mode: in-band errors of attempts that were retried
+        self.exhausted: str | None = None  # retry mode: the error type that was not retried (the caller got it)
         self.exception_type: str | None = None
         self.usage: dict[str, int] = {}
         self.response_id: str | None = None
@@ -248,6 +256,9 @@ class StreamObserver(CallContext):
 
     def error_frame(self, error_type: str, source: str, message: str) -> None:
         self.errors.append((error_type, source, message))
+        self._error_frame_event(error_type, source, message)
+
+    def _error_frame_event(self, error_type: str, source: str, message: str) -> None:
         if self.level >= ERRORS:
             attributes = {sc.ERROR_TYPE: error_type, sc.ERROR_SOURCE: source}
             if message:
@@ -259,6 +270,35 @@ class StreamObserver(CallContext):
         if self.level >= ERRORS:
             self.span.add_event(sc.SPAN_EVENT_MALFORMED, {sc.MALFORMED_REASON: reason, sc.EVENT_TYPE: carried_type})
         self.runtime.warn_malformed(reason, carried_type)
+
+    # -- retry mode: attempts whose stream opened with a retryable in-band error ----------------------
+
+    def absorb(self, events: list[str], error: InBandError) -> None:
+        """The events read ahead of an attempt that the SDK now handles as an HTTP error (counted as they
+        arrived on the wire; the error is the call's only if no further attempt is made)."""
+        counts = self.counts
+        for name in events:
+            counts[name] = counts.get(name, 0) + 1
+        self._error_frame_event(error.error_type, error.source, error.message)
+        self.pending_retry = (error.error_type, error.source, error.message, self.attempts, perf_counter_ns())
+
+    def retrying(self) -> None:
+        """The SDK sends another attempt after a pending in-band error: that error was retried."""
+        pending, self.pending_retry = self.pending_retry, None
+        if pending is None:
+            return
+        error_type, source, message, attempt, at_ns = pending
+        self.retried.append((error_type, source, message))
+        if self.level >= ERRORS:
+            self.span.add_event(sc.SPAN_EVENT_RETRY, {sc.RETRY_ATTEMPT: attempt, sc.ERROR_TYPE: error_type,
+                                                      sc.RETRY_DELAY: (perf_counter_ns() - at_ns) / 1e9})
+
+    def _resolve_exhausted(self) -> None:
+        """At the end of the call, a pending in-band error was not retried: it is what the call failed with."""
+        pending, self.pending_retry = self.pending_retry, None
+        if pending is not None:
+            self.exhausted = pending[0]
+            self.errors.insert(0, pending[:3])
 
     # -- typed layer: what the caller gets ----------------------------------------------------------
 
@@ -402,6 +442,8 @@ class StreamObserver(CallContext):
         try:
             if self._finalizer is not None:
                 self._finalizer.detach()
+            if self.pending_retry is not None:
+                self._resolve_exhausted()
             if error is not None and self.exception_type is None:
                 self.exception_type = type(error).__name__
             self.runtime.stream_finished(self, self.outcome(how), perf_counter_ns() - self.started_ns)

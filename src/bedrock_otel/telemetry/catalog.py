@@ -125,6 +125,17 @@ RETRY_AFTER = Instrument(
     "retry-after header values on HTTP responses.",
     PROVIDER_LABELS, (sc.HTTP_STATUS,), buckets=RETRY_AFTER_BUCKETS,
 )
+STREAM_RETRIES = Instrument(
+    "anthropic.stream.retries", Kind.COUNTER, "{retry}",
+    "Retry mode: retryable in-band errors that opened an HTTP 200 stream before anything reached the caller, "
+    "by whether another attempt was made (retried) or not (exhausted).",
+    STREAM_LABELS, (sc.ERROR_TYPE, sc.RETRY_RESULT),
+)
+STREAMS_RECOVERED = Instrument(
+    "anthropic.streams.recovered", Kind.COUNTER, "{stream}",
+    "Retry mode: streamed calls that completed after at least one in-band error was retried.",
+    STREAM_LABELS,
+)
 USAGE_TOKENS = Instrument(
     "anthropic.usage.tokens", Kind.COUNTER, "{token}",
     "Tokens reported in stream usage, by type (input, output, cache_read, cache_creation).",
@@ -169,6 +180,8 @@ CATALOG: tuple[Instrument, ...] = (
     RATE_LIMIT_REMAINING,
     RATE_LIMIT_LIMIT,
     RETRY_AFTER,
+    STREAM_RETRIES,
+    STREAMS_RECOVERED,
     USAGE_TOKENS,
     OPERATION_DURATION,
     TIME_TO_FIRST_CHUNK,

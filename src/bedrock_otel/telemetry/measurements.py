@@ -40,10 +40,12 @@ def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Ite
         yield c.STREAM_EVENTS, (*key, event_type), count
     for carried_type, reason in obs.malformed:
         yield c.MALFORMED_EVENTS, (*key, carried_type, reason), 1
-    for error_type, source, _message in obs.errors:
+    for error_type, source, _message in (obs.errors if not obs.retried else [*obs.retried, *obs.errors]):
         yield c.ERROR_FRAMES, (*key, error_type, source), 1
         if error_type in sc.RATE_LIMIT_ERROR_TYPES:
             yield c.RATE_LIMIT_HITS, (*key, sc.RATE_LIMIT_ERROR_TYPES[error_type]), 1
+    if obs.retried or obs.exhausted:
+        yield from _retries(obs, key, outcome)
     error_type = (obs.error_type() or sc.OTHER) if outcome == sc.OUTCOME_ERROR else ""
     yield c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, error_type), duration_s
     if obs.first_chunk_ns is not None:
@@ -55,6 +57,16 @@ def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Ite
         yield c.TOKEN_USAGE, (*key, sc.OPERATION_CHAT, sc.TOKEN_INPUT), billable_input_tokens(usage)
         if sc.TOKEN_OUTPUT in usage:
             yield c.TOKEN_USAGE, (*key, sc.OPERATION_CHAT, sc.TOKEN_OUTPUT), usage[sc.TOKEN_OUTPUT]
+
+
+def _retries(obs: StreamObserver, key: tuple[str, ...], outcome: str) -> Iterator[Measurement]:
+    """Retry mode: each in-band error retried or not, and the call recovered if it then completed."""
+    for error_type, _source, _message in obs.retried:
+        yield c.STREAM_RETRIES, (*key, error_type, sc.RETRY_RETRIED), 1
+    if obs.exhausted is not None:
+        yield c.STREAM_RETRIES, (*key, obs.exhausted, sc.RETRY_EXHAUSTED), 1
+    if obs.retried and outcome == sc.OUTCOME_COMPLETED:
+        yield c.STREAMS_RECOVERED, key, 1
 
 
 def billable_input_tokens(usage: Mapping[str, int]) -> int:

@@ -102,6 +102,19 @@ def expected(scenario: str, provider: str) -> Expected:
         masquerades = (provider == "bedrock" and not FIXED_BEDROCK_DECODER) or FIRST_PARTY_YIELDS_UNKNOWN
         malformed = {("_OTHER", "start_without_message"): 1} if masquerades else {}
         return Expected("completed", {**NORMAL_EVENTS, "_OTHER": 1}, malformed=malformed, usage=dict(NORMAL_USAGE))
+    if scenario in ("rate_limited_then_ok", "retry_after_then_ok", "retry_after_ms_then_ok", "should_not_retry"):
+        return expected("error_first", provider)  # without retry mode only the first attempt is made
+    if scenario in ("throttled_then_ok", "throttled_always"):
+        return Expected("error", {"error": 1}, {("throttlingException", "exception_frame"): 1},
+                        rate_limits={"exception_frame": 1})
+    if scenario == "error_after_start_then_ok":
+        malformed = {("ping", "start_without_message"): 1, ("error", "start_without_message"): 1} if masquerades \
+            else {}
+        return Expected("error", {"message_start": 1, "ping": 1, "error": 1}, {("overloaded_error", "event"): 1},
+                        malformed, usage=dict(HEAD_USAGE))
+    if scenario == "not_retryable_first":
+        malformed = {("error", "start_without_message"): 1} if masquerades else {}
+        return Expected("error", {"error": 1}, {("invalid_request_error", "event"): 1}, malformed)
     if scenario == "large_event":
         return Expected("completed", dict(NORMAL_EVENTS), usage=dict(NORMAL_USAGE))
     raise KeyError(scenario)

@@ -239,10 +239,42 @@ def exception_scenario(exception_type: str) -> Scenario:
 
 EXCEPTION_FRAMES = tuple(exception_scenario(name) for name in BEDROCK_EXCEPTIONS)
 
+# -- scenarios that change from one attempt to the next (retry mode; without it only the first attempt is made)
+
+_RATE_LIMITED = error_event("rate_limit_error", "Rate limited")
+_THROTTLED = ExceptionFrame("throttlingException", "Too many tokens, please wait before trying again.")
+_OK = Reply(parts=normal_parts())
+RATE_LIMITED_THEN_OK = Scenario(
+    "rate_limited_then_ok", (Reply(parts=(_RATE_LIMITED,)), _OK),
+    "a rate_limit_error as the first frame of an HTTP 200 stream, then a complete stream on the next attempt")
+THROTTLED_THEN_OK = Scenario(
+    "throttled_then_ok", (Reply(parts=(_THROTTLED,)), _OK),
+    "a throttlingException frame first (an SSE error first-party), then a complete stream")
+THROTTLED_ALWAYS = Scenario(
+    "throttled_always", (Reply(headers={"retry-after-ms": "10"}, parts=(_THROTTLED,)),),
+    "every attempt opens with a throttlingException frame (retry-after-ms: 10 on each 200)")
+ERROR_AFTER_START_THEN_OK = Scenario(
+    "error_after_start_then_ok", (Reply(parts=(_START, PING, error_event("overloaded_error", "Overloaded"))), _OK),
+    "message_start and a ping, then an overloaded_error before any content; then a complete stream")
+RETRY_AFTER_THEN_OK = Scenario(
+    "retry_after_then_ok", (Reply(headers={"retry-after": "0.02"}, parts=(_RATE_LIMITED,)), _OK),
+    "a rate_limit_error first on a 200 carrying retry-after: 0.02, then a complete stream")
+RETRY_AFTER_MS_THEN_OK = Scenario(
+    "retry_after_ms_then_ok", (Reply(headers={"retry-after-ms": "30"}, parts=(_RATE_LIMITED,)), _OK),
+    "a rate_limit_error first on a 200 carrying retry-after-ms: 30, then a complete stream")
+SHOULD_NOT_RETRY = Scenario(
+    "should_not_retry", (Reply(headers={"x-should-retry": "false"}, parts=(_RATE_LIMITED,)), _OK),
+    "a rate_limit_error first on a 200 carrying x-should-retry: false (a complete stream would follow)")
+NOT_RETRYABLE_FIRST = Scenario(
+    "not_retryable_first", (Reply(parts=(error_event("invalid_request_error", "Bad request"),)), _OK),
+    "an invalid_request_error as the first frame (never retried; a complete stream would follow)")
+RETRY_SCENARIOS = (RATE_LIMITED_THEN_OK, THROTTLED_THEN_OK, THROTTLED_ALWAYS, ERROR_AFTER_START_THEN_OK,
+                   RETRY_AFTER_THEN_OK, RETRY_AFTER_MS_THEN_OK, SHOULD_NOT_RETRY, NOT_RETRYABLE_FIRST)
+
 ALL: dict[str, Scenario] = {
     s.name: s
     for s in (NORMAL, WITH_PING, ERROR_FIRST, ERROR_MID, TRUNCATED, TYPELESS, HTTP_429, HTTP_429_NO_RETRY_AFTER,
               HTTP_429_THEN_OK, HTTP_529, RESET, INVALID_JSON, *EXCEPTION_FRAMES, ERROR_AFTER_STOP, HTTP_500,
               HTTP_529_THEN_OK, *TRUNCATED_AT, TRUNCATED_MID_FRAME, EMPTY_BODY, CORRUPT, GARBAGE, UNKNOWN_EVENT,
-              STALL, LARGE_EVENT)
+              STALL, LARGE_EVENT, *RETRY_SCENARIOS)
 }

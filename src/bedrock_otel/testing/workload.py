@@ -25,7 +25,10 @@ APIS = ("create", "helper", "beta_create", "beta_helper", "next")
 
 # The demo's default fault mix: scenario name -> share of streams (the rest are normal, some with a ping).
 DEFAULT_FAULTS: dict[str, float] = {
-    "error_first": 0.05,  # #1472: rate_limit_error as the first chunk of an HTTP 200 stream
+    # #1472: a rate_limit_error as the first chunk of an HTTP 200 stream, transient (the next attempt succeeds:
+    # only retry mode makes one); throttlingException frames first, likewise
+    "rate_limited_then_ok": 0.05,
+    "throttled_then_ok": 0.02,
     "error_mid": 0.03,  # overloaded_error mid-stream
     "exception_throttlingException": 0.03,  # Bedrock throttling exception frame (an SSE error first-party)
     "http_429_then_ok": 0.05,  # HTTP 429 with retry-after, then the SDK's retry succeeds

@@ -1,0 +1,316 @@
+"""Retry mode (opt-in): a streamed call whose HTTP 200 stream opens with a retryable in-band error is retried by
+the SDK's own retry loop, under the client's own policy.
+
+At the HTTP-attempt hook (`httpx(2).Client.send`), before the SDK sees the response, the first events of a 200
+event stream are read ahead. The preamble events that carry no content yet (`message_start`, `ping`,
+`content_block_start`) are held back, at most `HOLD_LIMIT` bytes, until the first other event arrives:
+
+- a retryable in-band error (`RETRY_STATUS`): the SDK is handed the HTTP error that the error stands for (the
+  status below, the original headers, the error envelope as a JSON body). Its own loop then applies
+  `max_retries` (one budget with its HTTP-level retries), `retry-after-ms` / `retry-after`, its exponential
+  backoff with jitter, `x-should-retry`, its retry-count header, and, once the budget is spent, raises its own
+  typed exception for that status;
+- anything else (content, another error, the end of the body, a read error, garbage): the SDK gets the same
+  response, whose body yields the bytes read ahead and then the rest untouched (a read error is raised where
+  it happened, after those bytes).
+
+Nothing has reached the caller at that point: `create()` and `stream()` have not returned yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .. import semconv as sc
+from . import classify
+
+log = logging.getLogger("bedrock_otel")
+
+# In-band error type -> the HTTP status the SDK is handed: the one the API itself uses for that error, among
+# those every SDK version retries (408, 409, 429, >= 500). Bedrock's ModelStreamErrorException is HTTP 424 on
+# the wire, which no SDK retries; its documentation says to retry, so it is handed over as a 500.
+RETRY_STATUS = {
+    "rate_limit_error": 429,
+    "throttlingException": 429,
+    "overloaded_error": 529,
+    "serviceUnavailableException": 503,
+    "api_error": 500,
+    "internalServerException": 500,
+    "modelStreamErrorException": 500,
+}
+# Not retried: client errors (the same request fails again), unknown types, and modelTimeoutException (the
+# model ran past its processing timeout: the same prompt is likely to again, after as long a wait).
+
+PREAMBLE = frozenset({sc.MESSAGE_START, sc.PING, sc.CONTENT_BLOCK_START})
+HOLD_LIMIT = 64 * 1024  # bytes held back at most; past that the body is handed on as it is
+
+_SSE_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_SSE_LINE = re.compile(rb"\r\n|\n|\r")
+_UNDECODABLE = (ValueError, KeyError, TypeError)  # what decoding a damaged frame or event raises (JSON, base64, …)
+_FRAMING_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"transfer-encoding"})
+
+
+@dataclass(frozen=True)
+class InBandError:
+    """A retryable error that opened a stream, and the HTTP error the SDK gets for it."""
+
+    error_type: str
+    source: str
+    message: str
+    body: dict[str, Any]
+
+    @property
+    def status(self) -> int:
+        return RETRY_STATUS[self.error_type]
+
+
+class Lookahead:
+    """The first events of one body, fed chunk by chunk, until it is clear whether the stream opens with a
+    retryable error (`retryable`) or not (`done` with `retryable` None). Never raises: anything it cannot parse
+    ends the look-ahead and the body is handed on as it is."""
+
+    def __init__(self, bedrock: bool) -> None:
+        self.events: list[str] = []  # wire names of the events read, the error included
+        self.retryable: InBandError | None = None
+        self.done = False
+        self.failed = False  # bedrock_otel's own error (counted by the runtime), not the wire's
+        self._held = 0
+        self._parse = self._frames if bedrock else self._sse
+        self._sse_buffer = b""
+        self._frame_buffer: Any = None
+
+    @classmethod
+    def for_response(cls, response: Any) -> Lookahead | None:
+        """A look-ahead for an HTTP 200 event stream of either protocol, read as sent (no content encoding)."""
+        try:
+            if response.status_code != 200:
+                return None
+            headers = response.headers
+            if headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+                return None
+            content_type = headers.get("content-type", "")
+        except Exception:  # not an httpx response: leave it alone
+            return None
+        if content_type.startswith("text/event-stream"):
+            return cls(bedrock=False)
+        if content_type.startswith("application/vnd.amazon.eventstream"):
+            return cls(bedrock=True)
+        return None
+
+    def feed(self, chunk: bytes) -> bool:
+        """Take the next chunk of the body; True once reading ahead should stop."""
+        self._held += len(chunk)
+        try:
+            for name, envelope, source in self._parse(chunk):
+                self._decide(name, envelope, source)
+                if self.done:
+                    return True
+        except _UNDECODABLE:  # garbage on the wire: handed on, for the SDK to fail on and the observer to count
+            self.done = True
+            return True
+        except Exception:
+            log.debug("bedrock_otel: reading ahead failed; the body is handed on as it came", exc_info=True)
+            self.failed = self.done = True
+            return True
+        self.done = self._held > HOLD_LIMIT
+        return self.done
+
+    def _decide(self, name: str, envelope: Any, source: str | None) -> None:
+        self.events.append(name)
+        if name in PREAMBLE:
+            return
+        self.done = True
+        if name == sc.ERROR:
+            error_type, message = classify.error_from_payload(envelope)
+            if error_type in RETRY_STATUS:
+                self.retryable = InBandError(error_type, source or classify.error_source(error_type), message,
+                                             envelope)
+
+    def _sse(self, chunk: bytes) -> Any:
+        """Complete first-party (and Vertex) SSE events: (name, error envelope or None, None)."""
+        self._sse_buffer += chunk
+        while True:
+            end = _SSE_EVENT_END.search(self._sse_buffer)
+            if end is None:
+                return
+            block, self._sse_buffer = self._sse_buffer[:end.start()], self._sse_buffer[end.end():]
+            name, data = "", []
+            for line in _SSE_LINE.split(block):
+                field, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if field == b"event":
+                    name = value.decode("utf-8", "replace")
+                elif field == b"data":
+                    data.append(value)
+            if not name and not data:
+                continue  # a comment or a blank keep-alive
+            text = b"\n".join(data).decode("utf-8", "replace")
+            if not name or name == "message":
+                name = classify.peek_type(text) or sc.OTHER
+            yield name, (classify.decode_chunk(text) if name == sc.ERROR else None), None
+
+    def _frames(self, chunk: bytes) -> Any:
+        """Complete Bedrock event-stream frames, decoded by botocore as the SDK decodes them."""
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        if self._frame_buffer is None:
+            self._frame_buffer = EventStreamBuffer()
+        self._frame_buffer.add_data(chunk)
+        try:
+            messages = list(self._frame_buffer)
+        except ParserError as exc:  # a damaged frame (checksum, lengths)
+            raise ValueError(str(exc)) from exc
+        for message in messages:
+            headers = message.headers
+            if headers.get(":message-type") == "exception":
+                payload = json.loads(message.payload)
+                text = payload.get("message") if isinstance(payload, dict) else None
+                envelope = {"type": "error", "error": {"type": headers.get(":exception-type"), "message": text or ""}}
+                yield sc.ERROR, envelope, sc.SOURCE_EXCEPTION_FRAME
+                continue
+            if headers.get(":event-type") != "chunk":
+                yield sc.OTHER, None, None
+                continue
+            inner = json.loads(base64.b64decode(json.loads(message.payload)["bytes"]))
+            name = inner.get("type") if isinstance(inner, dict) else None
+            yield (name if isinstance(name, str) else sc.OTHER), inner, None
+
+
+def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
+    """Read ahead a sync response: the response the SDK gets instead (an HTTP error, or the same one replaying
+    what was read), and what was read (None: not an event stream this can read)."""
+    look = Lookahead.for_response(response)
+    if look is None:
+        return response, None
+    original = response.stream
+    rest = iter(original)
+    chunks: list[bytes] = []
+    failure: Exception | None = None
+    try:
+        for chunk in rest:
+            chunks.append(chunk)
+            if look.feed(chunk):
+                break
+    except Exception as exc:  # the wire's: raised to the caller where it happened, after the bytes read
+        failure = exc
+    except BaseException:  # interrupted (KeyboardInterrupt): release the connection and go on interrupting
+        response.close()
+        raise
+    error_response = _error_response(response, look)
+    if error_response is not None:
+        response.close()
+        return error_response, look
+    response.stream = _replay_stream(original, chunks, rest, failure, _SyncReplay)
+    return response, look
+
+
+async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
+    """The async twin of `read_ahead`."""
+    look = Lookahead.for_response(response)
+    if look is None:
+        return response, None
+    original = response.stream
+    rest = original.__aiter__()
+    chunks: list[bytes] = []
+    failure: Exception | None = None
+    try:
+        async for chunk in rest:
+            chunks.append(chunk)
+            if look.feed(chunk):
+                break
+    except Exception as exc:
+        failure = exc
+    except BaseException:  # cancelled: release the connection and go on cancelling
+        await response.aclose()
+        raise
+    error_response = _error_response(response, look)
+    if error_response is not None:
+        await response.aclose()
+        return error_response, look
+    response.stream = _replay_stream(original, chunks, rest, failure, _AsyncReplay)
+    return response, look
+
+
+def _error_response(response: Any, look: Lookahead) -> Any:
+    """The HTTP error the SDK gets for a retryable error (None for none, or if it cannot be built): its status,
+    the 200's headers (request id, retry-after, x-should-retry, rate-limit headers), the envelope as JSON body."""
+    error = look.retryable
+    if error is None:
+        return None
+    try:
+        return _build_error_response(response, error)
+    except Exception:
+        log.debug("bedrock_otel: building the HTTP error for an in-band error failed", exc_info=True)
+        look.failed, look.retryable = True, None
+        return None
+
+
+def _build_error_response(response: Any, error: InBandError) -> Any:
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _FRAMING_HEADERS]
+    if "request-id" not in response.headers:  # Bedrock: the SDK reads request ids from `request-id` only
+        request_id = error.body.get("request_id") or response.headers.get("x-amzn-requestid")
+        if isinstance(request_id, str):
+            headers.append((b"request-id", request_id.encode("latin-1", "replace")))
+    headers.append((b"content-type", b"application/json"))
+    content = json.dumps(error.body).encode("utf-8")
+    return type(response)(error.status, headers=headers, content=content, request=response.request)
+
+
+class _Replay:
+    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest."""
+
+    def __init__(self, original: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+        self._original = original
+        self._chunks = chunks
+        self._rest = rest
+        self._failure = failure
+
+    def _take(self) -> tuple[list[bytes], Exception | None]:
+        chunks, failure = self._chunks, self._failure
+        self._chunks, self._failure = [], None
+        return chunks, failure
+
+
+class _SyncReplay(_Replay):
+    def __iter__(self) -> Any:
+        chunks, failure = self._take()
+        yield from chunks
+        if failure is not None:
+            raise failure
+        yield from self._rest
+
+    def close(self) -> None:
+        self._original.close()
+
+
+class _AsyncReplay(_Replay):
+    async def __aiter__(self) -> Any:
+        chunks, failure = self._take()
+        for chunk in chunks:
+            yield chunk
+        if failure is not None:
+            raise failure
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._original.aclose()
+
+
+_REPLAY_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _replay_stream(original: Any, chunks: list[bytes], rest: Any, failure: Exception | None, kind: type) -> Any:
+    """A replay that is an instance of the HTTP library's own byte-stream base class, as httpx and httpx2 check
+    (`SyncByteStream` / `AsyncByteStream` of whichever library made the response; an in-memory body is both)."""
+    replay = _REPLAY_CLASSES.get((type(original), kind))
+    if replay is None:
+        name = "SyncByteStream" if kind is _SyncReplay else "AsyncByteStream"
+        base = next(b for b in type(original).__mro__ if b.__name__ == name)
+        replay = _REPLAY_CLASSES[type(original), kind] = type(f"Replayed{name}", (kind, base), {})
+    return replay(original, chunks, rest, failure)

@@ -1,0 +1,433 @@
+"""Retry mode: a stream that opens with a retryable in-band error is retried under the client's own policy, on
+every SDK version, and what the application then sees is a clean stream (or the SDK's typed exception).
+
+The SDK's backoff sleeps are injected (`sleeps`): recorded, not slept, so delays are checked exactly against the
+policy and no test waits on the wall clock."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from typing import Any
+
+import anthropic
+import anyio
+import pytest
+from conftest import by_label
+from driver import APIS, MODES, PROVIDERS, api_available, drive, make_client, model_for
+from test_streams import assert_telemetry
+
+from bedrock_otel import semconv as sc
+from bedrock_otel.observe.retry import HOLD_LIMIT, PREAMBLE, RETRY_STATUS
+from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.testing import scenarios as s
+from bedrock_otel.testing._sdk import SDK
+from bedrock_otel.testing.capture import CapturedTelemetry
+from bedrock_otel.testing.expectations import NORMAL_EVENTS, NORMAL_USAGE
+from bedrock_otel.testing.workload import request_for
+
+STREAM_APIS = [api for api in APIS if api != "next"]
+# The SDK's first backoff without retry-after: 0.5 s x jitter (0.75-1), one step later (1 s) before 0.35
+FIRST_BACKOFF = (0.75, 1.0) if SDK.release < (0, 35) else (0.375, 0.5)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The SDK's retry sleeps (`time.sleep` / `anyio.sleep` in anthropic._base_client), recorded instead of slept."""
+    import anthropic._base_client as base
+
+    recorded: list[float] = []
+
+    class _Time:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            recorded.append(seconds)
+
+    class _Anyio:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(anyio, name)
+
+        @staticmethod
+        async def sleep(seconds: float) -> None:
+            recorded.append(seconds)
+
+    monkeypatch.setattr(base, "time", _Time())
+    monkeypatch.setattr(base, "anyio", _Anyio())
+    return recorded
+
+
+def stream_cases() -> list[Any]:
+    return [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
+            if api_available(a, p)]
+
+
+def match_for(provider: str) -> dict[str, str]:
+    return {"gen_ai_provider_name": sc.PROVIDER_BEDROCK if provider == "bedrock" else sc.PROVIDER_ANTHROPIC,
+            "gen_ai_request_model": model_for(provider)}
+
+
+def opens_with_retryable_error(scenario: s.Scenario) -> bool:
+    """Whether the first attempt's stream opens (after the preamble) with an error retry mode retries."""
+    for part in scenario.replies[0].parts:
+        if isinstance(part, s.Event) and part.payload.get("type") in PREAMBLE:
+            continue
+        if isinstance(part, s.ExceptionFrame):
+            return part.exception_type in RETRY_STATUS
+        if isinstance(part, s.Event) and part.payload.get("type") == sc.ERROR:
+            return part.payload["error"]["type"] in RETRY_STATUS
+        return False
+    return False
+
+
+RECOVERING = {  # scenario -> (error type, source, rate-limit source or None, events of the failed attempt)
+    "rate_limited_then_ok": ("rate_limit_error", "event", "error_event", {"error": 1}),
+    "throttled_then_ok": ("throttlingException", "exception_frame", "exception_frame", {"error": 1}),
+    "error_after_start_then_ok": ("overloaded_error", "event", None, {"message_start": 1, "ping": 1, "error": 1}),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(RECOVERING))
+@pytest.mark.parametrize(("provider", "mode", "api"), stream_cases())
+def test_recovered_stream_is_a_clean_one(bedrock_otel_server: Any, sleeps: list[float], provider: str, mode: str,
+                                         api: str, scenario: str) -> None:
+    clean = drive(bedrock_otel_server, provider, mode, api, "normal")
+    with CapturedTelemetry(retry=True) as t:
+        seen = drive(bedrock_otel_server, provider, mode, api, scenario)
+    assert seen == clean  # same items, same final message, no exception
+    assert [r["attempt"] for r in bedrock_otel_server.requests] == [0, 1]
+    assert len(sleeps) == 1 and FIRST_BACKOFF[0] <= sleeps[0] <= FIRST_BACKOFF[1]  # the SDK's own backoff
+
+    error_type, source, rate_source, failed_events = RECOVERING[scenario]
+    match = match_for(provider)
+    assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {"completed": 1}
+    assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER, **match) == {match["gen_ai_provider_name"]: 1}
+    assert by_label(t, c.STREAM_RETRIES, sc.ERROR_TYPE, sc.RETRY_RESULT, **match) == {(error_type, "retried"): 1}
+    assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE, **match) == {(error_type, source): 1}
+    assert by_label(t, c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE, **match) == ({rate_source: 1} if rate_source else {})
+    events = dict(NORMAL_EVENTS)
+    for name, count in failed_events.items():  # every event that arrived on the wire, the failed attempt's too
+        events[name] = events.get(name, 0) + count
+    assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE, **match) == events
+    assert by_label(t, c.USAGE_TOKENS, sc.TOKEN_TYPE, **match) == NORMAL_USAGE
+    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"]) \
+        == {"200": 2}  # the real status of both attempts, never an invented one
+    assert by_label(t, c.MALFORMED_EVENTS, sc.EVENT_TYPE, **match) == {}
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {}
+    (span,) = t.spans()
+    assert span.status.status_code.name != "ERROR" and span.attributes[sc.OUTCOME] == "completed"
+    assert span.attributes[sc.RESEND_COUNT] == 1
+    (retry_event,) = [e for e in span.events if e.name == sc.SPAN_EVENT_RETRY]
+    assert retry_event.attributes[sc.RETRY_ATTEMPT] == 1 and retry_event.attributes[sc.ERROR_TYPE] == error_type
+    assert retry_event.attributes[sc.RETRY_DELAY] >= 0
+    assert [e.name for e in span.events].count(sc.SPAN_EVENT_ERROR_FRAME) == 1
+
+
+EXHAUSTING = {  # scenario -> (HTTP requests, recorded sleeps, error type)
+    "throttled_always": (3, [0.01, 0.01], "throttlingException"),  # retry-after-ms: 10 on every 200
+    "should_not_retry": (1, [], "rate_limit_error"),  # x-should-retry: false
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(EXHAUSTING))
+@pytest.mark.parametrize(("provider", "mode", "api"), stream_cases())
+def test_exhausted_retries_raise_the_typed_exception(bedrock_otel_server: Any, sleeps: list[float], provider: str,
+                                                     mode: str, api: str, scenario: str) -> None:
+    requests, delays, error_type = EXHAUSTING[scenario]
+    with CapturedTelemetry(retry=True) as t:
+        seen = drive(bedrock_otel_server, provider, mode, api, scenario)
+    assert seen.items == [] and seen.error is not None
+    assert seen.error[0] == "RateLimitError" and f"'type': '{error_type}'" in seen.error[1]
+    assert len(bedrock_otel_server.requests) == requests
+    assert sleeps == delays
+
+    match = match_for(provider)
+    source = "exception_frame" if error_type == "throttlingException" else "event"
+    retried = {(error_type, "retried"): requests - 1} if requests > 1 else {}
+    assert by_label(t, c.STREAM_RETRIES, sc.ERROR_TYPE, sc.RETRY_RESULT, **match) \
+        == {**retried, (error_type, "exhausted"): 1}
+    assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {"error": 1}
+    assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER, **match) == {}
+    assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE, **match) == {(error_type, source): requests}
+    assert by_label(t, c.OPERATION_DURATION, sc.ERROR_TYPE, suffix="_count", **match) == {error_type: 1}
+    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"]) \
+        == {"200": requests}
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    (span,) = t.spans()
+    assert span.status.status_code.name == "ERROR" and span.attributes[sc.ERROR_TYPE] == error_type
+    assert [e.name for e in span.events].count(sc.SPAN_EVENT_RETRY) == requests - 1
+    assert [e.name for e in span.events].count(sc.SPAN_EVENT_ERROR_FRAME) == requests
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_exhausted_exception_carries_body_message_and_request_id(bedrock_otel_server: Any, sleeps: list[float],
+                                                                 provider: str) -> None:
+    bedrock_otel_server.reset()
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry(retry=True), pytest.raises(anthropic.RateLimitError) as caught:
+        with client.messages.create(stream=True, **request_for(provider, "should_not_retry")) as stream:
+            for _ in stream:
+                pass
+    error = caught.value
+    assert error.status_code == 429
+    assert error.body == s.error_event("rate_limit_error", "Rate limited").payload
+    assert str(error) == f"Error code: 429 - {error.body}"
+    # first-party: the 200's request-id header; Bedrock: the error envelope's request id (the SDK reads no other)
+    request_id = "req_bedrock_otel_1" if provider == "first_party" else "req_inband_1"
+    assert error.response.headers["request-id"] == request_id
+    assert getattr(error, "request_id", request_id) == request_id  # the attribute exists from anthropic 0.31
+
+
+def _opening_with(error_type: str, provider: str) -> s.Scenario:
+    error: s.Part = s.ExceptionFrame(error_type, "no") if error_type.endswith("Exception") and provider == "bedrock" \
+        else s.error_event(error_type, "no")
+    return s.Scenario(f"opens_with_{error_type}", (s.Reply(headers={"x-should-retry": "false"}, parts=(error,)),))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("error_type", sorted(RETRY_STATUS))
+def test_each_retryable_error_gets_the_exception_of_its_http_status(bedrock_otel_server: Any, provider: str,
+                                                                   error_type: str) -> None:
+    """Exhausted, the caller gets exactly what the SDK raises when the API answers that error with its status."""
+    status = RETRY_STATUS[error_type]
+    http = s.Scenario(f"http_{status}_{error_type}", (s.http_error(status, error_type, {"x-should-retry": "false"}),))
+    in_band = _opening_with(error_type, provider)
+    bedrock_otel_server.register(http, in_band)
+    bare = drive(bedrock_otel_server, provider, "sync", "create", http.name)
+    with CapturedTelemetry(retry=True):
+        seen = drive(bedrock_otel_server, provider, "sync", "create", in_band.name)
+    assert seen.error is not None and bare.error is not None
+    assert seen.error[0] == bare.error[0]  # e.g. RateLimitError, OverloadedError, ServiceUnavailableError
+    assert seen.error[1].startswith(f"Error code: {status} - ") and error_type in seen.error[1]
+
+
+BUDGET = s.Scenario("http_429_then_rate_limited_then_ok", (
+    s.http_error(429, "rate_limit_error", {"retry-after-ms": "5"}),
+    s.Reply(headers={"retry-after-ms": "5"}, parts=(s.error_event("rate_limit_error", "Rate limited"),)),
+    s.Reply(parts=s.normal_parts()),
+))
+
+
+@pytest.mark.parametrize(("max_retries", "outcome"), [(2, "completed"), (1, "error")])
+@pytest.mark.parametrize("mode", MODES)
+def test_in_band_retries_share_the_budget_with_http_retries(bedrock_otel_server: Any, sleeps: list[float],
+                                                            mode: str, max_retries: int, outcome: str) -> None:
+    bedrock_otel_server.register(BUDGET)
+    with CapturedTelemetry(retry=True) as t:
+        seen = drive(bedrock_otel_server, "bedrock", mode, "create", BUDGET.name, max_retries=max_retries)
+    assert len(bedrock_otel_server.requests) == max_retries + 1  # never more than max_retries + 1 attempts
+    assert sleeps == [0.005] * max_retries
+    assert (seen.error is None) == (outcome == "completed")
+    if seen.error is not None:
+        assert seen.error[0] == "RateLimitError" and "rate_limit_error" in seen.error[1]
+    assert by_label(t, c.STREAMS, sc.OUTCOME) == {outcome: 1}
+    result = "retried" if outcome == "completed" else "exhausted"
+    assert by_label(t, c.STREAM_RETRIES, sc.RETRY_RESULT) == {result: 1}
+    assert by_label(t, c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE) == {"http_429": 1, "error_event": 1}
+
+
+@pytest.mark.parametrize(("scenario", "delay"), [("retry_after_then_ok", 0.02), ("retry_after_ms_then_ok", 0.03)])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_of_the_200_sets_the_delay(bedrock_otel_server: Any, sleeps: list[float], provider: str, mode: str,
+                                               scenario: str, delay: float) -> None:
+    with CapturedTelemetry(retry=True):
+        seen = drive(bedrock_otel_server, provider, mode, "create", scenario)
+    assert seen.error is None and sleeps == [delay]
+
+
+def unchanged_cases() -> list[Any]:
+    return [pytest.param(p, m, name, id=f"{p}-{m}-{name}") for p in PROVIDERS for m in MODES
+            for name, scenario in s.ALL.items() if not opens_with_retryable_error(scenario)]
+
+
+@pytest.mark.parametrize(("provider", "mode", "scenario"), unchanged_cases())
+def test_unchanged_where_nothing_is_retried(bedrock_otel_server: Any, provider: str, mode: str, scenario: str) -> None:
+    """Streams that do not open with a retryable error (content first, errors after content, non-retryable
+    errors, truncation, garbage, read timeouts in the preamble...): the application sees exactly what it sees
+    uninstrumented, the server one request, and the telemetry is observe mode's."""
+    bare = drive(bedrock_otel_server, provider, mode, "create", scenario)
+    requests = len(bedrock_otel_server.requests)
+    with CapturedTelemetry(retry=True) as t:
+        seen = drive(bedrock_otel_server, provider, mode, "create", scenario)
+    assert seen == bare
+    assert len(bedrock_otel_server.requests) == requests
+    assert_telemetry(t, scenario, provider)
+    assert by_label(t, c.STREAM_RETRIES, sc.RETRY_RESULT) == {}
+
+
+def test_a_preamble_longer_than_the_hold_limit_is_handed_on(bedrock_otel_server: Any) -> None:
+    padding = s.Event({"type": "ping", "padding": "x" * (HOLD_LIMIT + 1024)})
+    scenario = s.Scenario("long_preamble", (
+        s.Reply(parts=(s.message_start(), padding, s.error_event("rate_limit_error", "late"))),
+        s.Reply(parts=s.normal_parts())))
+    bedrock_otel_server.register(scenario)
+    bare = drive(bedrock_otel_server, "first_party", "sync", "create", scenario.name)
+    with CapturedTelemetry(retry=True) as t:
+        seen = drive(bedrock_otel_server, "first_party", "sync", "create", scenario.name)
+    assert seen == bare and seen.error is not None
+    assert len(bedrock_otel_server.requests) == 1
+    assert by_label(t, c.STREAM_RETRIES, sc.RETRY_RESULT) == {}
+
+
+def test_retry_is_off_by_default(bedrock_otel_server: Any) -> None:
+    with CapturedTelemetry():
+        seen = drive(bedrock_otel_server, "bedrock", "sync", "create", "rate_limited_then_ok")
+    assert len(bedrock_otel_server.requests) == 1
+    assert "rate_limit_error" in repr(seen)  # the first attempt's error (a masquerading event before 0.110)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_repair_and_retry_together(bedrock_otel_server: Any, sleeps: list[float], provider: str) -> None:
+    """Retry takes the errors before anything reached the caller; repair the ones after."""
+    with CapturedTelemetry(retry=True, repair=True):
+        recovered = drive(bedrock_otel_server, provider, "sync", "create", "throttled_then_ok")
+        mid_stream = drive(bedrock_otel_server, provider, "sync", "create", "error_mid")
+    assert recovered.error is None
+    assert mid_stream.error is not None and mid_stream.error[0] in ("OverloadedError", "InternalServerError")
+    assert len(bedrock_otel_server.requests) == 1  # error_mid: not retried, content had been sent
+
+
+# -- interruptions during the backoff: as during the SDK's own HTTP retries, nothing leaks ------------------
+
+
+def _connections(client: Any) -> list[Any]:
+    return list(client._client._transport._pool.connections)
+
+
+def _assert_nothing_left(t: CapturedTelemetry, client: Any) -> None:
+    (span,) = t.spans()
+    assert span.end_time is not None and span.attributes[sc.OUTCOME] == "error"
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    assert by_label(t, c.STREAM_RETRIES, sc.RETRY_RESULT) == {"exhausted": 1}
+    assert not [conn for conn in _connections(client) if not conn.is_closed()]  # the 200's socket is released
+
+
+SLOW_RETRY = s.Scenario("slow_retry", (s.Reply(headers={"retry-after-ms": "30000"},
+                                              parts=(s.error_event("rate_limit_error", "Rate limited"),)),))
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_cancelled_during_the_backoff(bedrock_otel_server: Any, how: str) -> None:
+    bedrock_otel_server.register(SLOW_RETRY)
+    bedrock_otel_server.reset()
+    client = make_client(bedrock_otel_server, "bedrock", "async")
+
+    async def call() -> None:
+        async with await client.messages.create(stream=True, **request_for("bedrock", SLOW_RETRY.name)) as stream:
+            async for _ in stream:
+                pass
+
+    async def main() -> None:
+        if how == "timeout":
+            await asyncio.wait_for(call(), timeout=0.5)
+            return
+        task = asyncio.ensure_future(call())
+        while not bedrock_otel_server.requests:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the SDK is in its 30 s backoff
+        task.cancel()
+        await task
+
+    started = time.monotonic()
+    with CapturedTelemetry(retry=True) as t:
+        with pytest.raises((asyncio.CancelledError, asyncio.TimeoutError)):
+            asyncio.run(main())
+    assert time.monotonic() - started < 10  # interrupted, not waited out
+    assert len(bedrock_otel_server.requests) == 1
+    _assert_nothing_left(t, client)
+
+
+def test_keyboard_interrupt_during_the_backoff(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anthropic._base_client as base
+
+    class _Interrupting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "time", _Interrupting())
+    bedrock_otel_server.reset()
+    client = make_client(bedrock_otel_server, "first_party", "sync")
+    with CapturedTelemetry(retry=True) as t, pytest.raises(KeyboardInterrupt):
+        client.messages.create(stream=True, **request_for("first_party", "throttled_always"))
+    assert len(bedrock_otel_server.requests) == 1
+    _assert_nothing_left(t, client)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_in_memory_transports(mode: str) -> None:
+    """An in-memory body (httpx's MockTransport, respx) is both a sync and an async byte stream: retry mode hands
+    the SDK the kind of replay its client reads."""
+    from bedrock_otel.testing.server import encode_sse
+
+    sdk_client = anthropic.Anthropic(api_key="x")._client
+    http_client = next(cls for cls in type(sdk_client).__mro__ if cls.__name__ == "Client")
+    http = importlib.import_module(http_client.__module__.partition(".")[0])  # httpx, or httpx2 from anthropic 1.0
+    bodies = [encode_sse(s.error_event("rate_limit_error", "Rate limited")),
+              b"".join(encode_sse(part) for part in s.normal_parts())]
+    calls: list[int] = []
+
+    def handler(request: Any) -> Any:
+        calls.append(1)
+        body = bodies[min(len(calls), len(bodies)) - 1]
+        return http.Response(200, headers={"content-type": "text/event-stream", "retry-after-ms": "1"}, content=body)
+
+    transport = http.MockTransport(handler)
+    request = dict(model=s.MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    with CapturedTelemetry(retry=True) as t:
+        if mode == "sync":
+            client = anthropic.Anthropic(api_key="x", http_client=http.Client(transport=transport))
+            with client.messages.stream(**request) as stream:
+                text = stream.get_final_text()
+        else:
+            async def main() -> str:
+                client = anthropic.AsyncAnthropic(api_key="x", http_client=http.AsyncClient(transport=transport))
+                async with client.messages.stream(**request) as stream:
+                    return await stream.get_final_text()
+
+            text = asyncio.run(main())
+    assert text == "Hello world!" and len(calls) == 2
+    assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER) == {sc.PROVIDER_ANTHROPIC: 1}
+
+
+def test_both_recorders_agree_in_retry_mode(bedrock_otel_server: Any, sleeps: list[float]) -> None:
+    from test_telemetry import _otel_totals, _prometheus_totals
+
+    with CapturedTelemetry(retry=True) as t:
+        for provider in PROVIDERS:
+            for scenario in ("rate_limited_then_ok", "throttled_always", "error_after_start_then_ok"):
+                drive(bedrock_otel_server, provider, "sync", "create", scenario)
+        for instrument in (c.STREAM_RETRIES, c.STREAMS_RECOVERED, c.ERROR_FRAMES, c.STREAM_EVENTS, c.STREAMS):
+            prometheus = _prometheus_totals(t, instrument)
+            assert prometheus and prometheus == _otel_totals(t, instrument), instrument.name
+
+
+@pytest.mark.parametrize("broken", ["_decide", "_build_error_response"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_failing_look_ahead_is_counted_and_changes_nothing(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch,
+                                                              provider: str, mode: str, broken: str) -> None:
+    """bedrock_otel's own failure while reading ahead: the body is handed on as it came (the application sees
+    what it sees without retry mode) and the failure is counted."""
+    from bedrock_otel.observe import retry
+
+    def fail(*args: Any) -> None:
+        raise RuntimeError("a bug in bedrock_otel")
+
+    owner = retry.Lookahead if broken == "_decide" else retry
+    monkeypatch.setattr(owner, broken, fail)
+    for scenario in ("normal", "rate_limited_then_ok"):
+        bare = drive(bedrock_otel_server, provider, mode, "create", scenario)
+        with CapturedTelemetry(retry=True) as t:
+            seen = drive(bedrock_otel_server, provider, mode, "create", scenario)
+        assert seen == bare and len(bedrock_otel_server.requests) == 1
+        fails = broken == "_decide" or scenario == "rate_limited_then_ok"
+        assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == ({"retry.read_ahead": 1} if fails else {})
