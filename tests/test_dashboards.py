@@ -197,7 +197,7 @@ def test_grafana_alert_provisioning_follows_the_documented_schema() -> None:
 
 # -- end to end with the real Prometheus --------------------------------------------------------------------------
 
-E2E_FAULTS = {**workload.DEFAULT_FAULTS, "typeless": 0.05, "error_first": 0.1}
+E2E_FAULTS = {**workload.DEFAULT_FAULTS, "typeless": 0.05, "error_first": 0.1, "throttled_always": 0.05}
 FIRING = "BedrockOtelInBandRateLimited"
 
 
@@ -205,7 +205,7 @@ def test_end_to_end_every_panel_returns_data_and_an_alert_fires(tmp_path: Path) 
     prometheus_tool("prometheus")
     test_rules = tmp_path / "rules.yml"  # the real rules with `for: 0s`, so firing needs no waiting
     test_rules.write_text(json.dumps(alerts.prometheus_rules(for_override="0s")))
-    with CapturedTelemetry(prometheus_port=0), LoopbackServer(first_event_delay=0.002) as loopback:
+    with CapturedTelemetry(prometheus_port=0, retry=True), LoopbackServer(first_event_delay=0.002) as loopback:
         endpoint = bedrock_otel.metrics_server()
         assert endpoint is not None
         with PrometheusServer([host_port(endpoint.url)], rule_files=[test_rules]) as prometheus:

@@ -15,6 +15,7 @@ BY_PROVIDER = (JOB, PROVIDER, REGION)
 RESOURCE = label(sc.RATE_LIMIT_RESOURCE)
 SOURCE = label(sc.RATE_LIMIT_SOURCE)
 OUTCOME = label(sc.OUTCOME)
+RESULT = label(sc.RETRY_RESULT)
 IN_BAND = f"~{sc.SOURCE_ERROR_EVENT}|{sc.SOURCE_EXCEPTION_FRAME}"  # rate limits inside HTTP 200 streams
 GROUP = "bedrock_otel"
 DATASOURCE_UID = "prometheus"  # the uid pinned in provisioning/datasources
@@ -60,6 +61,12 @@ ALERTS: tuple[Alert, ...] = (
           "{{ $value | humanize }} rate-limit errors per minute arrive inside HTTP 200 streams (rate_limit_error "
           "events or throttlingException frames) for " + _where(PROVIDER, MODEL, REGION) + ", job {{ $labels.job }}. "
           "The SDK never raises RateLimitError for these, so back-off code may not run."),
+    Alert("BedrockOtelInBandRetriesExhausted",
+          increase(c.STREAM_RETRIES, "10m", BY_STREAM, **{RESULT: sc.RETRY_EXHAUSTED}), ">", 3, "5m", "warning",
+          f"In-band retries exhausted: {_where(MODEL, REGION)}",
+          "{{ $value | humanize }} calls in the last 10 minutes for " + _where(PROVIDER, MODEL, REGION)
+          + " failed with an in-band error after every retry the client allows (job {{ $labels.job }}): retry mode "
+          "is no longer absorbing the errors, and the application sees them."),
     Alert("BedrockOtelMalformedStartEvent",
           increase(c.MALFORMED_EVENTS, "10m", (JOB, PROVIDER, MODEL),
                    **{label(sc.MALFORMED_REASON): sc.REASON_START_WITHOUT_MESSAGE}), ">", 0, "0m", "warning",

@@ -17,6 +17,7 @@ W = "$__rate_interval"  # the rate window Grafana computes from the scrape inter
 OUTCOME, SOURCE, EVENT = label(sc.OUTCOME), label(sc.RATE_LIMIT_SOURCE), label(sc.EVENT_TYPE)
 ERROR_TYPE, ERROR_SOURCE, REASON = label(sc.ERROR_TYPE), label(sc.ERROR_SOURCE), label(sc.MALFORMED_REASON)
 STATUS, RESOURCE, TOKEN = label(sc.HTTP_STATUS), label(sc.RATE_LIMIT_RESOURCE), label(sc.TOKEN_TYPE)
+RESULT = label(sc.RETRY_RESULT)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,21 @@ ROWS: list[tuple[str, list[Panel]]] = [
         series("retry-after (p50, p95)", "s", "retry-after header values on HTTP responses.",
                (quantile(0.5, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p50 " + _legend(STATUS)),
                (quantile(0.95, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p95 " + _legend(STATUS)), width=8),
+    ]),
+    ("In-band errors absorbed by retry", [
+        series("In-band retries per second by error.type and result", "short",
+               "Retry mode (BEDROCK_OTEL_RETRY=1; empty without it): streams that opened with a retryable in-band "
+               "error before anything reached the caller. retried: the client's retry policy made another attempt; "
+               "exhausted: no budget left (or x-should-retry: false), the caller got the SDK's typed exception.",
+               (rate(c.STREAM_RETRIES, W, (ERROR_TYPE, RESULT), dashboard=True), _legend(ERROR_TYPE, RESULT)),
+               stack=True),
+        series("Recovered versus exhausted by model and region", "reqps",
+               "Retry mode: calls that completed after at least one in-band retry, against calls that failed with "
+               "the in-band error after every retry.",
+               (rate(c.STREAMS_RECOVERED, W, (*BY_MODEL, REGION), dashboard=True),
+                "recovered " + _legend(MODEL, REGION)),
+               (rate(c.STREAM_RETRIES, W, (*BY_MODEL, REGION), dashboard=True, **{RESULT: sc.RETRY_EXHAUSTED}),
+                "exhausted " + _legend(MODEL, REGION))),
     ]),
     ("Stream outcomes", [
         series("Streams per second by outcome", "reqps", "completed, error, truncated (ended without message_stop "
