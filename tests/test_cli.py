@@ -208,6 +208,43 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
     assert f"  p95{'':<39}" in table
 
 
+RETRY_FAULTS = {"rate_limited_then_ok": 0.2, "throttled_then_ok": 0.15, "throttled_always": 0.1}
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) -> None:
+    """The same planned workload with and without --retry: transient in-band errors reach the application only
+    without it; with it they are retried, counted, and only the always-throttled streams still fail."""
+    streams, seed = 60, 5
+    report = tmp_path / "summary.json"
+    faults = [arg for name, rate in RETRY_FAULTS.items() for arg in ("--fault", f"{name}={rate}")]
+    result = subprocess.run([CLI, "demo", "--streams", str(streams), "--seed", str(seed), "--port", "0",
+                             "--latency", "0.005", "--json", str(report), *faults, *(["--retry"] if retry else [])],
+                            capture_output=True, text=True, timeout=300, env=child_env())
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(report.read_text())
+    planned = Counter(p.scenario for p in workload.plan(streams, RETRY_FAULTS, seed=seed))
+    assert all(planned[name] for name in RETRY_FAULTS)
+    once = planned["rate_limited_then_ok"] + planned["throttled_then_ok"]
+    always = planned["throttled_always"]
+
+    def totals(section: str) -> dict[str, float]:
+        return {row: sum(cells.values()) for row, cells in shown[section].items()}
+
+    if not retry:  # the errors reach the application (as a masquerading event on Bedrock before 0.110)
+        assert totals("streams by outcome")["error"] == once + always
+        assert totals("in-band retries by error.type (result)") == {}
+        return
+    assert shown["application saw"] == {"ok": streams - always, "RateLimitError": always}
+    assert totals("streams by outcome") == {"completed": streams - always, "error": always}
+    assert totals("in-band retries by error.type (result)") == {
+        "rate_limit_error (retried)": planned["rate_limited_then_ok"],
+        "throttlingException (retried)": planned["throttled_then_ok"] + 2 * always,
+        "throttlingException (exhausted)": always}
+    assert sum(totals("streams recovered by retry, by model").values()) == once
+    assert "in-band retries by error.type (result)" in result.stdout
+
+
 # -- doctor ----------------------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ the real installed anthropic SDK with a mix of faults, the /metrics endpoint, an
     bedrock-otel demo --serve                  # ... and keep serving /metrics until Ctrl-C
     bedrock-otel demo --prometheus             # ... and a local Prometheus scraping it (needs `prometheus`)
     bedrock-otel demo --fault error_first=0.2 --fault truncated=0.1 --streams 1000
+    bedrock-otel demo --retry                  # the same faults with retry mode: compare what the app saw
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address /metrics binds to (default 127.0.0.1)")
     parser.add_argument("--repair", action="store_true", help="turn on repair mode (in-band errors raise the "
                                                               "matching SDK exception)")
+    parser.add_argument("--retry", action="store_true", help="turn on retry mode (a stream that opens with a "
+                                                             "retryable in-band error is retried by the SDK)")
     parser.add_argument("--serve", action="store_true", help="keep serving /metrics after the run, until Ctrl-C")
     parser.add_argument("--prometheus", action="store_true",
                         help="also start the local Prometheus server scraping the demo (implies --serve)")
@@ -123,7 +126,8 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("bedrock-otel demo: error: the anthropic SDK is not installed: "
                          "pip install 'anthropic[bedrock]'\n")
         return 1
-    bedrock_otel.instrument(prometheus_port=args.port, prometheus_addr=args.addr, repair=args.repair)
+    bedrock_otel.instrument(prometheus_port=args.port, prometheus_addr=args.addr, repair=args.repair,
+                            retry=args.retry)
     server = bedrock_otel.metrics_server()
     if server is None:
         sys.stderr.write(f"bedrock-otel demo: error: cannot serve /metrics on {args.addr}:{args.port} "

@@ -21,6 +21,8 @@ SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
     "malformed events by type (reason)": (c.MALFORMED_EVENTS, (sc.EVENT_TYPE, sc.MALFORMED_REASON)),
     "rate-limit hits by source": (c.RATE_LIMIT_HITS, (sc.RATE_LIMIT_SOURCE,)),
     "HTTP responses by status": (c.HTTP_RESPONSES, (sc.HTTP_STATUS,)),
+    "in-band retries by error.type (result)": (c.STREAM_RETRIES, (sc.ERROR_TYPE, sc.RETRY_RESULT)),
+    "streams recovered by retry, by model": (c.STREAMS_RECOVERED, (sc.REQUEST_MODEL,)),
 }
 TTFC = "time to first chunk (s)"
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
