@@ -4,6 +4,7 @@
     python -m nox -s "tests(anthropic='0.97.0')"             # one SDK version
     python -m nox -s heavy                                   # the scale tests (cardinality, reduced soak)
     python -m nox -s floors                                  # the lowest versions pyproject.toml allows
+    python -m nox -s sdk_suite                               # the SDK's own tests, bare and in retry mode
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def heavy(session: nox.Session) -> None:
     """Scale tests (10,000-model cardinality, the soak in a reduced size) once, on the newest SDK."""
     session.install("-e", ".[test]", f"anthropic[bedrock]=={SDK_VERSIONS[-1]}")
     session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:randomly", "-m", "heavy", *session.posargs)
+
+
+# What the SDK's own test suite needs (its dev dependencies, as far as the tests run by tests/sdk_suite.py go)
+SDK_TEST_DEPENDENCIES = ["respx", "pytest-asyncio", "pytest-xdist", "time-machine", "dirty-equals>=0.6.0",
+                         "inline-snapshot>=0.28.0", "http-snapshot[httpx]==0.1.9", "rich", "griffe"]
+
+
+@nox.session(python=PYTHON)
+def sdk_suite(session: nox.Session) -> None:
+    """The SDK's own streaming, retry and client tests, bare and with bedrock_otel in retry mode (newest SDK)."""
+    session.install("-e", ".[test]", f"anthropic[bedrock,aiohttp]=={SDK_VERSIONS[-1]}", "pip", *SDK_TEST_DEPENDENCIES)
+    session.run("python", "tests/sdk_suite.py", session.create_tmp())
 
 
 def _floors() -> list[str]:
