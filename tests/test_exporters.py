@@ -255,7 +255,7 @@ from bedrock_otel.testing.workload import consume, make_client
 with LoopbackServer() as server:
     for provider in ("first_party", "bedrock"):
         for scenario in ("rate_limited_then_ok", "should_not_retry"):  # recovered, exhausted: every instrument
-            consume(make_client(server, provider, "sync"), provider, "create", scenario)
+            consume(make_client(server, provider, "sync"), provider, "create", scenario, f"{provider}-{scenario}")
 print("done")  # and exit normally: the SDK's shutdown at exit must flush the last spans and metrics
 """
 

@@ -61,13 +61,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def stream_cases() -> list[Any]:
-    return [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
-            if api_available(a, p)]
+    cases = [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
+             if api_available(a, p)]
+    return cases + [pytest.param("vertex", m, a, id=f"vertex-{m}-{a}") for m in MODES for a in ("create", "helper")]
+
+
+PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX}
 
 
 def match_for(provider: str) -> dict[str, str]:
-    return {"gen_ai_provider_name": sc.PROVIDER_BEDROCK if provider == "bedrock" else sc.PROVIDER_ANTHROPIC,
-            "gen_ai_request_model": model_for(provider)}
+    return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "gen_ai_request_model": model_for(provider)}
 
 
 def opens_with_retryable_error(scenario: s.Scenario) -> bool:

@@ -180,6 +180,12 @@ class ClientArguments:
         return {"aws_access_key": "AKIDTEST", "aws_secret_key": "secret", "aws_region": region,
                 "base_url": self.url, **overrides}
 
+    def vertex_client_kwargs(self, region: str = "europe-west1", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicVertex(...)` / `AsyncAnthropicVertex(...)` (a fixed access token: no
+        Google credentials are looked up). The server answers `:streamRawPredict` / `:rawPredict` with SSE."""
+        return {"region": region, "project_id": "bedrock-otel-test", "access_token": "test-token",
+                "base_url": self.url, **overrides}
+
 
 class LoopbackServer(ClientArguments):
     """Serve scenarios on 127.0.0.1 (an ephemeral port by default). Use as a context manager."""

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from . import scenarios
 from .server import SCENARIO_HEADER, STREAM_HEADER, ClientArguments
 
-PROVIDERS = ("first_party", "bedrock")
+PROVIDERS = ("first_party", "bedrock")  # the workload's mix; make_client also builds "vertex" clients
 MODES = ("sync", "async")
 APIS = ("create", "helper", "beta_create", "beta_helper", "next")
 
@@ -64,6 +64,9 @@ def make_client(server: ClientArguments, provider: str, mode: str, **options: An
     if provider == "bedrock":
         cls = anthropic.AsyncAnthropicBedrock if mode == "async" else anthropic.AnthropicBedrock
         return cls(**server.bedrock_client_kwargs(**options))
+    if provider == "vertex":
+        cls = anthropic.AsyncAnthropicVertex if mode == "async" else anthropic.AnthropicVertex
+        return cls(**server.vertex_client_kwargs(**options))
     cls = anthropic.AsyncAnthropic if mode == "async" else anthropic.Anthropic
     return cls(**server.anthropic_client_kwargs(**options))
 
