@@ -120,6 +120,7 @@ CONFIGURATIONS = {c.name: c for c in (
     Configuration("bedrock_otel", _bedrock_otel()),
     Configuration("bedrock_otel metrics-only", _bedrock_otel(traces=False)),
     Configuration("bedrock_otel spans-only", _bedrock_otel(metrics="none")),
+    Configuration("bedrock_otel retry", _bedrock_otel(retry=True)),  # healthy streams: the read-ahead's cost
     Configuration("sdk built-in tracing", _sdk_builtin, min_sdk=(1, 14)),
     Configuration("traceloop", _instrumentor("opentelemetry.instrumentation.anthropic", meters=True),
                   ("opentelemetry-instrumentation-anthropic==0.62.4",)),

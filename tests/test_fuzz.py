@@ -22,6 +22,7 @@ from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.capture import CapturedTelemetry
+from bedrock_otel.testing.expectations import opens_with_retryable_error
 
 EXAMPLES = int(os.environ.get("BEDROCK_OTEL_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -45,25 +46,31 @@ PART = st.one_of(
 BODIES = st.lists(PART, max_size=8).map(lambda parts: (scenarios.message_start(), *parts))
 
 
-def _check(server: Any, provider: str, parts: tuple[Any, ...]) -> None:
+def _check(server: Any, provider: str, parts: tuple[Any, ...], retry: bool) -> None:
     scenario = scenarios.Scenario(f"fuzz_{next(_names)}", (scenarios.Reply(parts=parts),))
     server.register(scenario)
     bare = drive(server, provider, "sync", "create", scenario.name, timeout=10, max_retries=0)
     started = time.monotonic()
-    with CapturedTelemetry() as t:
+    with CapturedTelemetry(retry=retry) as t:
         seen = drive(server, provider, "sync", "create", scenario.name, timeout=10, max_retries=0)
     assert time.monotonic() - started < 10  # no hang
-    assert seen == bare
+    if retry and opens_with_retryable_error(parts):  # no budget (max_retries=0): the SDK's typed exception
+        assert seen.items == [] and seen.error is not None and seen.error[1].startswith("Error code: ")
+    else:
+        assert seen == bare
     assert sum(by_label(t, c.STREAMS, sc.OUTCOME).values()) == 1
     assert len(t.spans()) == 1 and t.spans()[0].end_time is not None
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
 
 
+@pytest.mark.parametrize("retry", [False, True], ids=["observe", "retry"])
 @pytest.mark.parametrize("provider", ("first_party", "bedrock"))
-def test_fuzzed_streams_are_seen_exactly_as_uninstrumented(bedrock_otel_server: Any, provider: str) -> None:
+def test_fuzzed_streams_are_seen_exactly_as_uninstrumented(bedrock_otel_server: Any, provider: str,
+                                                           retry: bool) -> None:
+    """In retry mode too, except that a body opening with a retryable error becomes the SDK's typed exception."""
     @FUZZ
     @given(parts=BODIES)
     def run(parts: tuple[Any, ...]) -> None:
-        _check(bedrock_otel_server, provider, parts)
+        _check(bedrock_otel_server, provider, parts, retry)
 
     run()

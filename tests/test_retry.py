@@ -19,12 +19,12 @@ from driver import APIS, MODES, PROVIDERS, api_available, drive, make_client, mo
 from test_streams import assert_telemetry
 
 from bedrock_otel import semconv as sc
-from bedrock_otel.observe.retry import HOLD_LIMIT, PREAMBLE, RETRY_STATUS
+from bedrock_otel.observe.retry import HOLD_LIMIT, RETRY_STATUS
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios as s
 from bedrock_otel.testing._sdk import SDK
 from bedrock_otel.testing.capture import CapturedTelemetry
-from bedrock_otel.testing.expectations import NORMAL_EVENTS, NORMAL_USAGE
+from bedrock_otel.testing.expectations import NORMAL_EVENTS, NORMAL_USAGE, opens_with_retryable_error
 from bedrock_otel.testing.workload import request_for
 
 STREAM_APIS = [api for api in APIS if api != "next"]
@@ -71,19 +71,6 @@ PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_B
 
 def match_for(provider: str) -> dict[str, str]:
     return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "gen_ai_request_model": model_for(provider)}
-
-
-def opens_with_retryable_error(scenario: s.Scenario) -> bool:
-    """Whether the first attempt's stream opens (after the preamble) with an error retry mode retries."""
-    for part in scenario.replies[0].parts:
-        if isinstance(part, s.Event) and part.payload.get("type") in PREAMBLE:
-            continue
-        if isinstance(part, s.ExceptionFrame):
-            return part.exception_type in RETRY_STATUS
-        if isinstance(part, s.Event) and part.payload.get("type") == sc.ERROR:
-            return part.payload["error"]["type"] in RETRY_STATUS
-        return False
-    return False
 
 
 RECOVERING = {  # scenario -> (error type, source, rate-limit source or None, events of the failed attempt)
@@ -245,7 +232,7 @@ def test_retry_after_of_the_200_sets_the_delay(bedrock_otel_server: Any, sleeps:
 
 def unchanged_cases() -> list[Any]:
     return [pytest.param(p, m, name, id=f"{p}-{m}-{name}") for p in PROVIDERS for m in MODES
-            for name, scenario in s.ALL.items() if not opens_with_retryable_error(scenario)]
+            for name, scenario in s.ALL.items() if not opens_with_retryable_error(scenario.replies[0].parts)]
 
 
 @pytest.mark.parametrize(("provider", "mode", "scenario"), unchanged_cases())

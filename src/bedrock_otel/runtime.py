@@ -64,7 +64,6 @@ class Runtime:
         self.settings = settings
         self.recorders = tuple(recorders)
         self.tracer = tracer if settings.traces else None
-        self.retry = settings.retry
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
         self._model_cap = classify.ValueCap(settings.max_models)
         self.repair = repair

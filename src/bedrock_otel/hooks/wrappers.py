@@ -51,7 +51,7 @@ def send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwar
     runtime = rt.ACTIVE
     if ctx is not None and runtime is not None:
         runtime.http_response(ctx, response)
-        if runtime.retry:
+        if runtime.settings.retry:
             response = runtime.read_ahead(ctx, response)
     return response
 
@@ -64,7 +64,7 @@ async def asend(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...
     runtime = rt.ACTIVE
     if ctx is not None and runtime is not None:
         runtime.http_response(ctx, response)
-        if runtime.retry:
+        if runtime.settings.retry:
             response = await runtime.aread_ahead(ctx, response)
     return response
 

@@ -82,6 +82,7 @@ class Lookahead:
         self._held = 0
         self._parse = self._frames if bedrock else self._sse
         self._sse_buffer = b""
+        self._sse_offset = 0  # where the next unparsed SSE event starts in the buffer
         self._frame_buffer: Any = None
 
     @classmethod
@@ -132,13 +133,16 @@ class Lookahead:
                                              envelope)
 
     def _sse(self, chunk: bytes) -> Any:
-        """Complete first-party (and Vertex) SSE events: (name, error envelope or None, None)."""
-        self._sse_buffer += chunk
+        """Complete first-party (and Vertex) SSE events: (name, error envelope or None, None). Parsed one at a
+        time from an offset, so a chunk holding a whole body costs only the events read."""
+        self._sse_buffer = self._sse_buffer[self._sse_offset:] + chunk if self._sse_offset else \
+            self._sse_buffer + chunk
+        self._sse_offset = 0
         while True:
-            end = _SSE_EVENT_END.search(self._sse_buffer)
+            end = _SSE_EVENT_END.search(self._sse_buffer, self._sse_offset)
             if end is None:
                 return
-            block, self._sse_buffer = self._sse_buffer[:end.start()], self._sse_buffer[end.end():]
+            block, self._sse_offset = self._sse_buffer[self._sse_offset:end.start()], end.end()
             name, data = "", []
             for line in _SSE_LINE.split(block):
                 field, _, value = line.partition(b":")
@@ -155,17 +159,13 @@ class Lookahead:
             yield name, (classify.decode_chunk(text) if name == sc.ERROR else None), None
 
     def _frames(self, chunk: bytes) -> Any:
-        """Complete Bedrock event-stream frames, decoded by botocore as the SDK decodes them."""
-        from botocore.eventstream import EventStreamBuffer, ParserError
-
+        """Complete Bedrock event-stream frames, decoded by botocore as the SDK decodes them, one at a time."""
         if self._frame_buffer is None:
+            from botocore.eventstream import EventStreamBuffer
+
             self._frame_buffer = EventStreamBuffer()
         self._frame_buffer.add_data(chunk)
-        try:
-            messages = list(self._frame_buffer)
-        except ParserError as exc:  # a damaged frame (checksum, lengths)
-            raise ValueError(str(exc)) from exc
-        for message in messages:
+        for message in _checked(self._frame_buffer):
             headers = message.headers
             if headers.get(":message-type") == "exception":
                 payload = json.loads(message.payload)
@@ -176,16 +176,49 @@ class Lookahead:
             if headers.get(":event-type") != "chunk":
                 yield sc.OTHER, None, None
                 continue
-            inner = json.loads(base64.b64decode(json.loads(message.payload)["bytes"]))
-            name = inner.get("type") if isinstance(inner, dict) else None
-            yield (name if isinstance(name, str) else sc.OTHER), inner, None
+            text = _chunk_bytes(message.payload).decode("utf-8")
+            name = classify.peek_type(text)  # the common case: no full parse of events that carry no error
+            if name is None or name == sc.ERROR:
+                inner = json.loads(text)
+                name = inner.get("type") if isinstance(inner, dict) else None
+                yield (name if isinstance(name, str) else sc.OTHER), inner, None
+            else:
+                yield name, None, None
+
+
+_BYTES_PREFIX = b'{"bytes":"'
+
+
+def _chunk_bytes(payload: bytes) -> bytes:
+    """The decoded bytes of a `chunk` frame's `{"bytes": "<base64>", ...}` payload (peeked, else parsed)."""
+    if payload.startswith(_BYTES_PREFIX):
+        end = payload.find(b'"', len(_BYTES_PREFIX))
+        if end > 0:
+            return base64.b64decode(payload[len(_BYTES_PREFIX):end], validate=True)
+    return base64.b64decode(json.loads(payload)["bytes"], validate=True)
+
+
+def _checked(frames: Any) -> Any:
+    """botocore's frames, with a damaged one (checksum, lengths) raised as the ValueError of undecodable input."""
+    from botocore.eventstream import ParserError
+
+    iterator = iter(frames)
+    while True:
+        try:
+            message = next(iterator)
+        except StopIteration:
+            return
+        except ParserError as exc:
+            raise ValueError(str(exc)) from exc
+        yield message
 
 
 def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     """Read ahead a sync response: the response the SDK gets instead (an HTTP error, or the same one replaying
     what was read), and what was read (None: not an event stream this can read)."""
     look = Lookahead.for_response(response)
-    if look is None:
+    replay = _replay_class(response, _SyncReplay) if look is not None else None
+    if replay is None:
         return response, None
     original = response.stream
     rest = iter(original)
@@ -205,14 +238,15 @@ def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     if error_response is not None:
         response.close()
         return error_response, look
-    response.stream = _replay_stream(original, chunks, rest, failure, _SyncReplay)
+    response.stream = replay(original, chunks, rest, failure)
     return response, look
 
 
 async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     """The async twin of `read_ahead`."""
     look = Lookahead.for_response(response)
-    if look is None:
+    replay = _replay_class(response, _AsyncReplay) if look is not None else None
+    if replay is None:
         return response, None
     original = response.stream
     rest = original.__aiter__()
@@ -232,7 +266,7 @@ async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     if error_response is not None:
         await response.aclose()
         return error_response, look
-    response.stream = _replay_stream(original, chunks, rest, failure, _AsyncReplay)
+    response.stream = replay(original, chunks, rest, failure)
     return response, look
 
 
@@ -305,12 +339,19 @@ class _AsyncReplay(_Replay):
 _REPLAY_CLASSES: dict[tuple[type, type], type] = {}
 
 
-def _replay_stream(original: Any, chunks: list[bytes], rest: Any, failure: Exception | None, kind: type) -> Any:
-    """A replay that is an instance of the HTTP library's own byte-stream base class, as httpx and httpx2 check
-    (`SyncByteStream` / `AsyncByteStream` of whichever library made the response; an in-memory body is both)."""
-    replay = _REPLAY_CLASSES.get((type(original), kind))
+def _replay_class(response: Any, kind: type) -> type | None:
+    """A replay class that is also the HTTP library's own byte-stream base class, as httpx and httpx2 check
+    (`SyncByteStream` / `AsyncByteStream` of whichever library made the response; an in-memory body is both).
+    None for a body of any other kind: it is not read ahead. Settled before anything is read."""
+    try:
+        cls = type(response.stream)
+    except Exception:
+        return None
+    replay = _REPLAY_CLASSES.get((cls, kind))
     if replay is None:
         name = "SyncByteStream" if kind is _SyncReplay else "AsyncByteStream"
-        base = next(b for b in type(original).__mro__ if b.__name__ == name)
-        replay = _REPLAY_CLASSES[type(original), kind] = type(f"Replayed{name}", (kind, base), {})
-    return replay(original, chunks, rest, failure)
+        base = next((b for b in cls.__mro__ if b.__name__ == name), None)
+        if base is None:
+            return None
+        replay = _REPLAY_CLASSES[cls, kind] = type(f"Replayed{name}", (kind, base), {})
+    return replay

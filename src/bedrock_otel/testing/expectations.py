@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..observe.retry import PREAMBLE, RETRY_STATUS
 from ._sdk import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
+from .scenarios import Event, ExceptionFrame, Part
 
 NORMAL_EVENTS = {"message_start": 1, "content_block_start": 1, "content_block_delta": 3, "content_block_stop": 1,
                  "message_delta": 1, "message_stop": 1}
@@ -28,6 +30,20 @@ class Expected:
     rate_limits: dict[str, int] = field(default_factory=dict)
     http: dict[str, int] = field(default_factory=lambda: {"200": 1})
     usage: dict[str, int] = field(default_factory=dict)
+
+
+def opens_with_retryable_error(parts: tuple[Part, ...]) -> bool:
+    """Whether a body opens, after the events that carry no content, with an error that retry mode retries."""
+    for part in parts:
+        if isinstance(part, Event) and part.payload.get("type") in PREAMBLE:
+            continue
+        if isinstance(part, ExceptionFrame):
+            return part.exception_type in RETRY_STATUS
+        if isinstance(part, Event) and part.payload.get("type") == "error":
+            error = part.payload.get("error")
+            return isinstance(error, dict) and error.get("type") in RETRY_STATUS
+        return False
+    return False
 
 
 def expected(scenario: str, provider: str) -> Expected:
