@@ -21,7 +21,7 @@ PYTHON = "3.11"
 # The support range's landmarks (see README "Supported SDK versions"): the #1472 decoder fix (0.110), the
 # httpx2 switch (1.0), the lazy copy()-based stream iterator and built-in tracing (1.14), and the newest.
 SDK_VERSIONS = ["0.25.9", "0.49.0", "0.97.0", "0.109.2", "0.110.0", "0.125.0", "1.0.0", "1.13.0", "1.14.0",
-                "2.0.0", "2.12.0"]
+                "2.0.0", "2.14.0"]
 
 
 @nox.session(python=PYTHON)
