@@ -426,3 +426,51 @@ def test_a_failing_look_ahead_is_counted_and_changes_nothing(bedrock_otel_server
         assert seen == bare and len(bedrock_otel_server.requests) == 1
         fails = broken == "_decide" or scenario == "rate_limited_then_ok"
         assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == ({"retry.read_ahead": 1} if fails else {})
+
+
+DISTINCT_ATTEMPTS = s.Scenario("distinct_attempts", (
+    s.Reply(headers={"x-attempt": "first"}, parts=(s.error_event("rate_limit_error", "Rate limited"),)),
+    s.Reply(headers={"x-attempt": "second"}, parts=s.normal_parts())))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_recovered_stream_carries_the_successful_attempts_response(bedrock_otel_server: Any, sleeps: list[float],
+                                                                    provider: str) -> None:
+    bedrock_otel_server.register(DISTINCT_ATTEMPTS)
+    bedrock_otel_server.reset()
+    client = make_client(bedrock_otel_server, provider, "sync")
+    with CapturedTelemetry(retry=True):
+        with client.messages.create(stream=True, **request_for(provider, DISTINCT_ATTEMPTS.name)) as stream:
+            types = [event.type for event in stream]
+            response = stream.response
+    assert types[0] == "message_start" and types[-1] == "message_stop"
+    assert response.status_code == 200 and response.headers["x-attempt"] == "second"
+    assert response.headers["content-type"] in ("text/event-stream", "application/vnd.amazon.eventstream")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_recovered_stream_closed_early_is_abandoned_not_recovered(bedrock_otel_server: Any, sleeps: list[float],
+                                                                    mode: str) -> None:
+    bedrock_otel_server.reset()
+    client = make_client(bedrock_otel_server, "bedrock", mode)
+    request = request_for("bedrock", "rate_limited_then_ok")
+
+    async def aread() -> None:
+        stream = await client.messages.create(stream=True, **request)
+        async for _ in stream:
+            break
+        await stream.close()
+
+    with CapturedTelemetry(retry=True) as t:
+        if mode == "async":
+            asyncio.run(aread())
+        else:
+            stream = client.messages.create(stream=True, **request)
+            for _ in stream:
+                break
+            stream.close()
+    assert by_label(t, c.STREAMS, sc.OUTCOME) == {"abandoned": 1}
+    assert by_label(t, c.STREAM_RETRIES, sc.RETRY_RESULT) == {"retried": 1}
+    assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER) == {}
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    assert not [conn for conn in _connections(client) if not conn.is_closed()]

@@ -225,6 +225,8 @@ UNKNOWN_EVENT = Scenario(
 )
 STALL = Scenario("stall", (Reply(parts=(*_NORMAL[:3], Stall(2.0), *_NORMAL[3:])),),
                  "the server stalls after the first delta until the client's read timeout fires")
+STALL_IN_PREAMBLE = Scenario("stall_in_preamble", (Reply(parts=(_NORMAL[0], Stall(0.6), *_NORMAL[1:])),),
+                             "the server stalls after message_start until the client's read timeout fires")
 LARGE_EVENT = Scenario("large_event", (Reply(parts=normal_parts(("x" * (1 << 20), "y" * 4096, "!"))),),
                        "a 1 MiB content_block_delta")
 
@@ -276,5 +278,5 @@ ALL: dict[str, Scenario] = {
     for s in (NORMAL, WITH_PING, ERROR_FIRST, ERROR_MID, TRUNCATED, TYPELESS, HTTP_429, HTTP_429_NO_RETRY_AFTER,
               HTTP_429_THEN_OK, HTTP_529, RESET, INVALID_JSON, *EXCEPTION_FRAMES, ERROR_AFTER_STOP, HTTP_500,
               HTTP_529_THEN_OK, *TRUNCATED_AT, TRUNCATED_MID_FRAME, EMPTY_BODY, CORRUPT, GARBAGE, UNKNOWN_EVENT,
-              STALL, LARGE_EVENT, *RETRY_SCENARIOS)
+              STALL, STALL_IN_PREAMBLE, LARGE_EVENT, *RETRY_SCENARIOS)
 }
