@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 ROOT = Path(__file__).parent.parent
 OURS = {"bedrock_otel", "bedrock_otel metrics-only", "bedrock_otel spans-only"}
 TINY = ["--rounds", "1", "--reps", "1", "--footprint", "--streams 20 --waves 2 --models 2 --scrapes 2"]

@@ -24,6 +24,8 @@ from bedrock_otel.testing import LoopbackServer, workload
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.prometheus import PrometheusServer, host_port
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 ROOT = TESTS.parent
 OUT = ROOT / "dashboards"
 RULES = OUT / "prometheus" / "bedrock-otel-alerts.yml"

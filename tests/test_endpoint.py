@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry
 import bedrock_otel
 from bedrock_otel.exporters import prometheus as endpoint
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 
 @pytest.fixture()
 def server() -> Any:

@@ -28,6 +28,8 @@ from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 EXAMPLES = TESTS.parent / "examples"
 
 
@@ -336,6 +338,7 @@ metrics.set_meter_provider(meter_provider)
 import bedrock_otel.auto  # OTEL_EXPORTER_OTLP_ENDPOINT is set, but the application's providers win
 from bedrock_otel.testing import LoopbackServer
 from bedrock_otel.testing.workload import consume, make_client
+
 with LoopbackServer() as server:
     consume(make_client(server, "bedrock", "sync"), "bedrock", "create", "normal")
 assert trace.get_tracer_provider() is tracer_provider and metrics.get_meter_provider() is meter_provider

@@ -33,6 +33,8 @@ import bedrock_otel
 from bedrock_otel.testing import LoopbackServer
 from bedrock_otel.testing.workload import consume, make_client, request_for
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 server = LoopbackServer().start()  # serves the workers too: its threads live on in this process
 
 
