@@ -135,9 +135,7 @@ class Lookahead:
     def _sse(self, chunk: bytes) -> Any:
         """Complete first-party (and Vertex) SSE events: (name, error envelope or None, None). Parsed one at a
         time from an offset, so a chunk holding a whole body costs only the events read."""
-        self._sse_buffer = self._sse_buffer[self._sse_offset:] + chunk if self._sse_offset else \
-            self._sse_buffer + chunk
-        self._sse_offset = 0
+        self._sse_buffer, self._sse_offset = self._sse_buffer[self._sse_offset:] + chunk, 0
         while True:
             end = _SSE_EVENT_END.search(self._sse_buffer, self._sse_offset)
             if end is None:
