@@ -26,14 +26,14 @@ from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 from bedrock_otel.testing.workload import make_client, request_for
 
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
 PREFORK_APP = """
 import gc, json, os, sys
 import bedrock_otel.auto
 import bedrock_otel
 from bedrock_otel.testing import LoopbackServer
 from bedrock_otel.testing.workload import consume, make_client, request_for
-
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
 
 server = LoopbackServer().start()  # serves the workers too: its threads live on in this process
 
