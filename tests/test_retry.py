@@ -32,31 +32,29 @@ STREAM_APIS = [api for api in APIS if api != "next"]
 FIRST_BACKOFF = (0.75, 1.0) if SDK.release < (0, 35) else (0.375, 0.5)
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The SDK's retry sleeps (`time.sleep` / `anyio.sleep` in anthropic._base_client), recorded instead of slept."""
+def inject_sleep(monkeypatch: pytest.MonkeyPatch, sleep: Any) -> None:
+    """Replace the SDK's retry sleeps (`time.sleep` / `anyio.sleep` in anthropic._base_client, every version)."""
     import anthropic._base_client as base
 
+    class _Module:
+        def __init__(self, module: Any, replacement: Any) -> None:
+            self._module, self.sleep = module, replacement
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._module, name)
+
+    async def asleep(seconds: float) -> None:
+        sleep(seconds)
+
+    monkeypatch.setattr(base, "time", _Module(time, sleep))
+    monkeypatch.setattr(base, "anyio", _Module(anyio, asleep))
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The SDK's retry sleeps, recorded instead of slept."""
     recorded: list[float] = []
-
-    class _Time:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            recorded.append(seconds)
-
-    class _Anyio:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(anyio, name)
-
-        @staticmethod
-        async def sleep(seconds: float) -> None:
-            recorded.append(seconds)
-
-    monkeypatch.setattr(base, "time", _Time())
-    monkeypatch.setattr(base, "anyio", _Anyio())
+    inject_sleep(monkeypatch, recorded.append)
     return recorded
 
 
@@ -338,17 +336,10 @@ def test_cancelled_during_the_backoff(bedrock_otel_server: Any, how: str) -> Non
 
 
 def test_keyboard_interrupt_during_the_backoff(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import anthropic._base_client as base
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
 
-    class _Interrupting:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(base, "time", _Interrupting())
+    inject_sleep(monkeypatch, interrupt)
     bedrock_otel_server.reset()
     client = make_client(bedrock_otel_server, "first_party", "sync")
     with CapturedTelemetry(retry=True) as t, pytest.raises(KeyboardInterrupt):
