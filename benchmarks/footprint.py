@@ -177,7 +177,7 @@ def scrape(models: int, scrapes: int) -> dict[str, Any]:
     recorder = PrometheusRecorder(registry)
     for instrument in CATALOG:
         for values in label_combinations(instrument, models):
-            recorder.record(instrument, values, 1.0)
+            recorder.record(instrument, values, [1.0] if instrument.points else 1.0)
     server = bedrock_otel.start_metrics_server(0, registry=registry)
     try:
         times, size = [], 0

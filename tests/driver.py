@@ -15,15 +15,17 @@ from bedrock_otel.testing._sdk import (  # noqa: F401 - re-exported for the test
     HAS_SDK_TRACING,
     SDK,
 )
-from bedrock_otel.testing.workload import APIS, MODES, PROVIDERS, Seen, make_client, model_for
+from bedrock_otel.testing.workload import APIS, MODES, PROVIDER_NAMES, PROVIDERS, Seen, make_client, model_for
 
-__all__ = ["APIS", "MODES", "PROVIDERS", "Seen", "api_available", "drive", "make_client", "model_for"]
+__all__ = ["APIS", "MODES", "PROVIDERS", "PROVIDER_NAMES", "Seen", "api_available", "drive", "make_client", "model_for"]
 
 
 def api_available(api: str, provider: str) -> bool:
     """Whether this SDK version offers `api` on `provider`'s client (e.g. Bedrock beta helpers came late)."""
     if provider == "bedrock":
         client: Any = anthropic.AnthropicBedrock(aws_access_key="x", aws_secret_key="y", aws_region="us-east-1")
+    elif provider == "vertex":
+        client = anthropic.AnthropicVertex(region="europe-west1", project_id="p", access_token="t")
     else:
         client = anthropic.Anthropic(api_key="x")
     return workload.api_available(client, api)

@@ -15,7 +15,7 @@ import anthropic
 import anyio
 import pytest
 from conftest import by_label
-from driver import APIS, MODES, PROVIDERS, api_available, drive, make_client, model_for
+from driver import APIS, MODES, PROVIDER_NAMES, PROVIDERS, api_available, drive, make_client, model_for
 from test_streams import assert_telemetry
 
 from bedrock_otel import semconv as sc
@@ -59,12 +59,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def stream_cases() -> list[Any]:
-    cases = [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
-             if api_available(a, p)]
-    return cases + [pytest.param("vertex", m, a, id=f"vertex-{m}-{a}") for m in MODES for a in ("create", "helper")]
-
-
-PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX}
+    return [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
+            if api_available(a, p) and (p != "vertex" or a in ("create", "helper"))]
 
 
 def match_for(provider: str) -> dict[str, str]:
@@ -165,7 +161,7 @@ def test_exhausted_exception_carries_body_message_and_request_id(bedrock_otel_se
     assert error.body == s.error_event("rate_limit_error", "Rate limited").payload
     assert str(error) == f"Error code: 429 - {error.body}"
     # first-party: the 200's request-id header; Bedrock: the error envelope's request id (the SDK reads no other)
-    request_id = "req_bedrock_otel_1" if provider == "first_party" else "req_inband_1"
+    request_id = "req_inband_1" if provider == "bedrock" else "req_bedrock_otel_1"
     assert error.response.headers["request-id"] == request_id
     assert getattr(error, "request_id", request_id) == request_id  # the attribute exists from anthropic 0.31
 

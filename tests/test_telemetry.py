@@ -70,6 +70,31 @@ def test_histograms_use_the_conventions_buckets(bedrock_otel_server: Any) -> Non
         assert "81.92" in le and "+Inf" in le
 
 
+@pytest.mark.parametrize("provider", ["first_party", "bedrock", "vertex"])
+def test_time_per_output_chunk_has_a_point_per_chunk_after_the_first(provider: str) -> None:
+    """The GenAI conventions' inter-chunk histogram: one point per content_block_delta after the first, the
+    time since the previous one; both recorders hold the same buckets, count and sum."""
+    from bedrock_otel.testing import LoopbackServer
+
+    instrument = c.TIME_PER_OUTPUT_CHUNK
+    with LoopbackServer(event_delay=0.02) as paced, CapturedTelemetry() as t:
+        drive(paced, provider, "sync", "create", "normal")
+        drive(paced, provider, "async", "create", "normal")
+        drive(paced, provider, "sync", "create", "error_mid")  # a single delta: nothing to measure
+        count = t.samples(instrument.prometheus_name + "_count")
+        total = t.samples(instrument.prometheus_name + "_sum")
+        buckets = {dict(k)["le"]: v for k, v in t.samples(instrument.prometheus_name + "_bucket").items()}
+        (point,) = t.otel_points(instrument.name)
+    assert list(count.values()) == [4.0]  # 3 deltas per normal stream: 2 gaps each
+    (seconds,) = total.values()
+    assert 4 * 0.01 <= seconds < 4 * 0.5  # each gap is one paced event (0.01-0.03 s) plus the client's reading
+    assert point.count == 4 and point.sum == pytest.approx(seconds)
+    assert tuple(point.explicit_bounds) == c.DURATION_BUCKETS
+    cumulative = [sum(point.bucket_counts[: i + 1]) for i in range(len(point.bucket_counts))]
+    assert cumulative == [buckets[le] for le in [*map(str, c.DURATION_BUCKETS), "+Inf"]]
+    assert dict(point.attributes)[sc.OPERATION_NAME] == sc.OPERATION_CHAT
+
+
 def test_model_label_is_capped(bedrock_otel_server: Any) -> None:
     client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs())
     with CapturedTelemetry(max_models=2) as t:

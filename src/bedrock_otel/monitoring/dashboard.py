@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import semconv as sc
 from ..telemetry import catalog as c
-from .promql import JOB, MODEL, PROFILE, PROVIDER, REGION, VARIABLES, label, quantile, rate, ratio, selector
+from .promql import JOB, MODEL, PROFILE, PROVIDER, REGION, VARIABLES, label, or_zero, quantile, rate, ratio, selector
 
 UID = "bedrock-otel-streams"
 TITLE = "bedrock_otel / Claude streams"
@@ -39,16 +39,21 @@ class Panel:
 
 
 def series(title: str, unit: str, description: str, *targets: tuple[str, str], width: int = 12,
-           stack: bool = False) -> Panel:
+           stack: bool = False, zero: bool = True) -> Panel:
+    """A time series panel. `zero`: rates and counts show 0 rather than "No data" while bedrock_otel reports and
+    nothing has happened (`promql.or_zero`); percentiles and last-seen values have no such 0 and stay empty."""
     options = {"stack": stack}
-    return Panel(title, [Target(e, legend) for e, legend in targets], unit, description, "timeseries", width,
-                 options=options)
+    return Panel(title, [Target(or_zero(e, W) if zero else e, legend) for e, legend in targets], unit, description,
+                 "timeseries", width, options=options)
 
 
-def stat(title: str, expr: str, unit: str, description: str, thresholds: tuple[float, float] | None = None) -> Panel:
-    """A stat tile; `or vector(0)` shows 0 rather than "No data" when nothing has happened yet."""
-    return Panel(title, [Target(f"{expr} or vector(0)", title)], unit, description, "stat", 4, 4,
+def stat(title: str, expr: str, unit: str, description: str, thresholds: tuple[float, float] | None = None,
+         zero: bool = True) -> Panel:
+    return Panel(title, [Target(or_zero(expr, W) if zero else expr, title)], unit, description, "stat", 4, 4,
                  {"thresholds": thresholds})
+
+
+EMPTY_UNTIL = " Empty until there is something to take a percentile of"
 
 
 def _legend(*labels: str) -> str:
@@ -74,7 +79,8 @@ ROWS: list[tuple[str, list[Panel]]] = [
         stat("Active streams", f"sum({selector(c.STREAMS_ACTIVE, dashboard=True)})", "short",
              "Streams in flight now (request sent, stream not yet ended)."),
         stat("Time to first chunk p95", quantile(0.95, c.TIME_TO_FIRST_CHUNK, W, dashboard=True), "s",
-             "95th percentile from the first request attempt to the first content_block_delta.", (2, 5)),
+             "95th percentile from the first request attempt to the first content_block_delta." + EMPTY_UNTIL
+             + " (a stream that produced output in the window).", (2, 5), zero=False),
     ]),
     ("SSE events", [
         series("Events per second by type", "short", "Every SSE event on the wire, including ping and error events "
@@ -100,13 +106,15 @@ ROWS: list[tuple[str, list[Panel]]] = [
         series("HTTP responses per second by status", "reqps", "Every HTTP attempt the SDK made, by status code.",
                (rate(c.HTTP_RESPONSES, W, (PROVIDER, STATUS), dashboard=True), _legend(PROVIDER, STATUS)), width=8,
                stack=True),
-        series("retry-after (p50, p95)", "s", "retry-after header values on HTTP responses.",
+        series("retry-after (p50, p95)", "s", "retry-after header values on HTTP responses." + EMPTY_UNTIL
+               + ": empty while no response carried retry-after (no 429 or 529 in the window).",
                (quantile(0.5, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p50 " + _legend(STATUS)),
-               (quantile(0.95, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p95 " + _legend(STATUS)), width=8),
+               (quantile(0.95, c.RETRY_AFTER, W, (STATUS,), dashboard=True), "p95 " + _legend(STATUS)), width=8,
+               zero=False),
     ]),
     ("In-band errors absorbed by retry", [
         series("In-band retries per second by error.type and result", "short",
-               "Retry mode (BEDROCK_OTEL_RETRY=1; empty without it): streams that opened with a retryable in-band "
+               "Retry mode (BEDROCK_OTEL_RETRY=1; 0 without it): streams that opened with a retryable in-band "
                "error before anything reached the caller. retried: the client's retry policy made another attempt; "
                "exhausted: no budget left (or x-should-retry: false), the caller got the SDK's typed exception.",
                (rate(c.STREAM_RETRIES, W, (ERROR_TYPE, RESULT), dashboard=True), _legend(ERROR_TYPE, RESULT)),
@@ -129,30 +137,39 @@ ROWS: list[tuple[str, list[Panel]]] = [
     ]),
     ("Latency", [
         series("Time to first chunk (p50, p95, p99)", "s", "From the first request attempt to the first "
-               "content_block_delta (retries and back-off included).",
+               "content_block_delta (retries and back-off included)." + EMPTY_UNTIL + ".",
                *[(quantile(q, c.TIME_TO_FIRST_CHUNK, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
-                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)]),
-        series("Operation duration (p50, p95, p99)", "s", "From the first request attempt to the end of the stream.",
+                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
+        series("Time per output chunk (p50, p95, p99)", "s", "Time between consecutive content_block_delta "
+               "events (gen_ai.client.operation.time_per_output_chunk): how fast output streams once it started."
+               + EMPTY_UNTIL + " (streams with two deltas or more).",
+               *[(quantile(q, c.TIME_PER_OUTPUT_CHUNK, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
+        series("Operation duration (p50, p95, p99)", "s", "From the first request attempt to the end of the stream."
+               + EMPTY_UNTIL + ".",
                *[(quantile(q, c.OPERATION_DURATION, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
-                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)]),
+                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
     ]),
     ("Tokens", [
         series("Tokens per second by type", "short", "input, output, cache_read, cache_creation from stream usage.",
                (rate(c.USAGE_TOKENS, W, (TOKEN,), dashboard=True), _legend(TOKEN)), stack=True),
-        series("Tokens per call (p50, p95) by type", "short", "gen_ai.client.token.usage per streamed call.",
+        series("Tokens per call (p50, p95) by type", "short", "gen_ai.client.token.usage per streamed call."
+               + EMPTY_UNTIL + " (a stream that reported usage).",
                (quantile(0.5, c.TOKEN_USAGE, W, (TOKEN,), dashboard=True), "p50 " + _legend(TOKEN)),
-               (quantile(0.95, c.TOKEN_USAGE, W, (TOKEN,), dashboard=True), "p95 " + _legend(TOKEN))),
+               (quantile(0.95, c.TOKEN_USAGE, W, (TOKEN,), dashboard=True), "p95 " + _legend(TOKEN)), zero=False),
     ]),
     ("Rate-limit headroom", [
         series("Headroom (remaining / limit) by resource", "percentunit",
                "From the last anthropic-ratelimit-*-remaining and -limit headers; low means the next requests will "
-               "be rate-limited.", (f"min by ({PROVIDER}, {REGION}, {RESOURCE}) "
+               "be rate-limited. Empty while no response carried these headers (Bedrock and Vertex do not send "
+               "them): no value is not full headroom.", (f"min by ({PROVIDER}, {REGION}, {RESOURCE}) "
                                     f"({selector(c.RATE_LIMIT_REMAINING, dashboard=True)} / "
                                     f"({selector(c.RATE_LIMIT_LIMIT, dashboard=True)} > 0))",
-                                    _legend(PROVIDER, RESOURCE))),
-        series("Remaining by resource", "short", "The last anthropic-ratelimit-*-remaining header values.",
+                                    _legend(PROVIDER, RESOURCE)), zero=False),
+        series("Remaining by resource", "short", "The last anthropic-ratelimit-*-remaining header values (empty "
+               "while no response carried them).",
                (f"max by ({PROVIDER}, {REGION}, {RESOURCE}) ({selector(c.RATE_LIMIT_REMAINING, dashboard=True)})",
-                _legend(PROVIDER, RESOURCE))),
+                _legend(PROVIDER, RESOURCE)), zero=False),
     ]),
     ("By model, region and inference profile", [
         series("Streams per second by model", "reqps", "Every stream, by provider and model.",
@@ -212,7 +229,7 @@ def _variables() -> list[dict[str, Any]]:
         query = f"label_values({c.STREAMS.prometheus_name}{{{filters}}}, {name})"
         out.append({"name": var, "label": var.capitalize() if var != "profile" else "Inference profile",
                     "type": "query", "datasource": DATASOURCE, "query": {"query": query, "refId": var},
-                    "definition": query, "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
+                    "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"}, "sort": 1, "hide": 0})
         chain.append(var)
     return out

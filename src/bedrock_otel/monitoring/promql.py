@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import semconv as sc
-from ..telemetry.catalog import Instrument, prometheus_label
+from ..telemetry.catalog import INTERNAL_ERRORS, Instrument, prometheus_label
 
 PROVIDER = prometheus_label(sc.PROVIDER)
 MODEL = prometheus_label(sc.REQUEST_MODEL)
@@ -51,4 +51,17 @@ def quantile(q: float, instrument: Instrument, window: str, by: tuple[str, ...] 
 
 def ratio(numerator: str, denominator: str) -> str:
     return f"({numerator}) / ({denominator})"
+
+
+def reporting(window: str) -> str:
+    """0 while bedrock_otel is reporting (its self-telemetry counter is exported from the moment it starts), and
+    nothing when its telemetry is missing."""
+    return f"sum(rate({selector(INTERNAL_ERRORS, dashboard=True)}[{window}])) * 0"
+
+
+def or_zero(expr: str, window: str) -> str:
+    """`expr`, or 0 when it has no series but bedrock_otel is reporting: a panel of errors on a quiet system
+    shows 0, a panel whose telemetry is missing stays empty. `or on()` adds the 0 only when `expr` is empty
+    (a bare `or vector(0)` would show 0 for missing telemetry and broken queries alike)."""
+    return f"{expr} or on() ({reporting(window)})"
 

@@ -117,13 +117,20 @@ def provider_of(client: object) -> str:
 
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+# Google Cloud: `europe-west1`, `us-east5`, `asia-southeast1`, and Vertex's multi-region endpoints
+_GCP_REGION = re.compile(r"^([a-z]+-[a-z]+\d{1,2}|global|us|eu)$")
 _PROFILE = re.compile(r"^[a-z]{2,8}$")
 
 
-def region_label(region: object) -> str:
-    if isinstance(region, str) and _REGION.match(region):
+def region_label(region: object, pattern: re.Pattern[str] = _REGION) -> str:
+    """`region` if it has the shape of a cloud region, else `_OTHER` (a label value never carries free text)."""
+    if isinstance(region, str) and pattern.match(region):
         return region
     return sc.OTHER if region else ""
+
+
+def vertex_region_label(region: object) -> str:
+    return region_label(region, _GCP_REGION)
 
 
 def inference_profile(model: str) -> str:

@@ -28,8 +28,9 @@ class CallLabels:
             sc.PROVIDER: self.provider,
             sc.REQUEST_MODEL: self.model,
         }
-        if self.provider == sc.PROVIDER_BEDROCK:
+        if self.region:
             attributes[sc.CLOUD_REGION] = self.region
+        if self.provider == sc.PROVIDER_BEDROCK:
             attributes[sc.INFERENCE_PROFILE] = self.profile
         return attributes
 
@@ -40,6 +41,10 @@ def labels_for(client: object, options: Any, cap_model: Callable[[str], str]) ->
     body = getattr(options, "json_data", None)
     raw_model = body.get("model") if isinstance(body, dict) else None
     model = cap_model(raw_model) if isinstance(raw_model, str) and raw_model else ""
+    if provider == sc.PROVIDER_VERTEX:
+        # the instance's own value: the class-level `region` is a cached property that raises when unset
+        region = getattr(client, "__dict__", {}).get("region")
+        return CallLabels(provider, model, classify.vertex_region_label(region))
     if provider != sc.PROVIDER_BEDROCK:
         return CallLabels(provider, model)
     profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"

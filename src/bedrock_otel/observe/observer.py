@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import weakref
+from array import array
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
@@ -92,12 +93,14 @@ class StreamObserver(CallContext):
     __slots__ = (
         "_finalizer",
         "_open",
+        "chunk_gaps",
         "counts",
         "deltas",
         "errors",
         "exception_type",
         "exhausted",
         "first_chunk_ns",
+        "last_chunk_ns",
         "level",
         "malformed",
         "output_text",
@@ -119,6 +122,8 @@ class StreamObserver(CallContext):
         self.level = runtime.span_event_level if span is not None else NONE
         self.started_ns = started_ns
         self.first_chunk_ns: int | None = None
+        self.last_chunk_ns = 0
+        self.chunk_gaps = array("q")  # ns between consecutive content_block_deltas: 8 bytes each, no objects
         self.deltas = 0  # content_block_delta events seen on the hot path (a slot: cheaper than a dict entry)
         self.counts: dict[Any, int] = {}  # every other event, by wire name; bounded to contract values at the end
         self.malformed: list[tuple[str, str]] = []
@@ -143,7 +148,7 @@ class StreamObserver(CallContext):
 
     def watch_events(self, events: Iterator[Any]) -> Iterator[Any]:
         hot = DELTA if self.level < ALL else _NEVER
-        waiting_first_chunk = True
+        gap = self.chunk_gaps.append
         try:
             for sse in events:
                 try:
@@ -152,9 +157,12 @@ class StreamObserver(CallContext):
                     name = sse.event
                 if name == hot:
                     self.deltas += 1
-                    if waiting_first_chunk:
-                        waiting_first_chunk = False
-                        self._first_chunk()
+                    now = perf_counter_ns()
+                    if self.last_chunk_ns:
+                        gap(now - self.last_chunk_ns)
+                    else:
+                        self.first_chunk_ns = now
+                    self.last_chunk_ns = now
                 else:
                     self._on_event(name, sse)
                 yield sse
@@ -168,7 +176,7 @@ class StreamObserver(CallContext):
 
     async def awatch_events(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
         hot = DELTA if self.level < ALL else _NEVER
-        waiting_first_chunk = True
+        gap = self.chunk_gaps.append
         try:
             async for sse in events:
                 try:
@@ -177,9 +185,12 @@ class StreamObserver(CallContext):
                     name = sse.event
                 if name == hot:
                     self.deltas += 1
-                    if waiting_first_chunk:
-                        waiting_first_chunk = False
-                        self._first_chunk()
+                    now = perf_counter_ns()
+                    if self.last_chunk_ns:
+                        gap(now - self.last_chunk_ns)
+                    else:
+                        self.first_chunk_ns = now
+                    self.last_chunk_ns = now
                 else:
                     self._on_event(name, sse)
                 yield sse
@@ -191,9 +202,14 @@ class StreamObserver(CallContext):
             if not self.typed_attached:
                 self.finish(BODY_ENDED)
 
-    def _first_chunk(self) -> None:
-        if self.first_chunk_ns is None:
-            self.first_chunk_ns = perf_counter_ns()
+    def _output_chunk(self) -> None:
+        """A `content_block_delta` off the hot path (the same bookkeeping as the hot path's, inlined there)."""
+        now = perf_counter_ns()
+        if self.last_chunk_ns:
+            self.chunk_gaps.append(now - self.last_chunk_ns)
+        else:
+            self.first_chunk_ns = now
+        self.last_chunk_ns = now
 
     def _on_event(self, name: Any, sse: Any) -> None:
         """The rare path: every event that is not a `content_block_delta` under a proper name."""
@@ -206,7 +222,7 @@ class StreamObserver(CallContext):
             counts = self.counts
             counts[name] = counts.get(name, 0) + 1
             if name == DELTA:
-                self._first_chunk()
+                self._output_chunk()
             elif name == sc.ERROR:
                 if payload is None:
                     payload = classify.decode_chunk(sse.data)

@@ -43,6 +43,9 @@ class Instrument:
     buckets: tuple[float, ...] | None = None
     # prometheus_client multiprocess mode for gauges (how worker values combine in one scrape).
     multiprocess_mode: str = "all"
+    # a histogram whose measurement is a sequence of points, one per output chunk, taken in one record() call
+    # per stream so that a long stream does not pay a recorder call per chunk
+    points: bool = False
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -151,6 +154,11 @@ TIME_TO_FIRST_CHUNK = Instrument(
     "Time from the first request attempt to the first content_block_delta of the stream.",
     STREAM_LABELS, (sc.OPERATION_NAME,), buckets=DURATION_BUCKETS,
 )
+TIME_PER_OUTPUT_CHUNK = Instrument(
+    "gen_ai.client.operation.time_per_output_chunk", Kind.HISTOGRAM, "s",
+    "Time between consecutive content_block_delta events of a stream, one point per chunk after the first.",
+    STREAM_LABELS, (sc.OPERATION_NAME,), buckets=DURATION_BUCKETS, points=True,
+)
 TOKEN_USAGE = Instrument(
     "gen_ai.client.token.usage", Kind.HISTOGRAM, "{token}",
     "Input and output tokens per streamed call.",
@@ -185,6 +193,7 @@ CATALOG: tuple[Instrument, ...] = (
     USAGE_TOKENS,
     OPERATION_DURATION,
     TIME_TO_FIRST_CHUNK,
+    TIME_PER_OUTPUT_CHUNK,
     TOKEN_USAGE,
     INTERNAL_ERRORS,
     TELEMETRY_DROPPED,

@@ -7,7 +7,7 @@ OpenTelemetry paths cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import semconv as sc
 from ..observe import classify
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..observe.labels import CallLabels
     from ..observe.observer import StreamObserver
 
-Measurement = tuple[c.Instrument, tuple[str, ...], float]
+# the value is a sequence of floats for an instrument with `points` set
+Measurement = tuple[c.Instrument, tuple[str, ...], Any]
 
 
 def stream_started(labels: CallLabels) -> Iterator[Measurement]:
@@ -50,6 +51,8 @@ def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Ite
     yield c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, error_type), duration_s
     if obs.first_chunk_ns is not None:
         yield c.TIME_TO_FIRST_CHUNK, (*key, sc.OPERATION_CHAT), (obs.first_chunk_ns - obs.started_ns) / 1e9
+    if obs.chunk_gaps:
+        yield c.TIME_PER_OUTPUT_CHUNK, (*key, sc.OPERATION_CHAT), [gap / 1e9 for gap in obs.chunk_gaps]
     usage = obs.usage
     for token_type, count in usage.items():
         yield c.USAGE_TOKENS, (*key, token_type), count

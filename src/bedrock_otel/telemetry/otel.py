@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -34,7 +34,8 @@ class OtelRecorder:
         self._pending: deque[tuple[Any, float, dict[str, str]]] = deque()  # append/popleft: thread-safe
         for instrument in CATALOG:
             if instrument.kind is Kind.HISTOGRAM:
-                self._histograms[instrument] = _histogram(meter, instrument)
+                histogram = _histogram(meter, instrument)
+                self._histograms[instrument] = _Points(histogram) if instrument.points else histogram
                 continue
             self._totals[instrument] = {}
             create = {
@@ -100,6 +101,20 @@ class OtelRecorder:
 
     def close(self) -> None:
         """OpenTelemetry instruments cannot be unregistered; they stop changing once instrumentation stops."""
+
+
+class _Points:
+    """A histogram fed a sequence of points per measurement (one queue entry per stream, however long)."""
+
+    __slots__ = ("histogram",)
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+
+    def record(self, points: Sequence[float], attributes: dict[str, str]) -> None:
+        record = self.histogram.record
+        for point in points:
+            record(point, attributes)
 
 
 def _histogram(meter: Meter, instrument: Instrument) -> Any:

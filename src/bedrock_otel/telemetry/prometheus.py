@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
@@ -20,6 +22,35 @@ def _build(instrument: Instrument, registry: CollectorRegistry) -> Any:
     return Gauge(name, help_text, labels, registry=registry, multiprocess_mode=instrument.multiprocess_mode)
 
 
+def _observe_points(child: Any) -> Callable[[Sequence[float]], None]:
+    """`observe` for a sequence of points: the bucket counts are added up first, then each touched bucket and
+    the sum are incremented once (what `observe` does per point, through the same value objects, so
+    multiprocess mode works alike). Falls back to `observe` per point if the child's layout is not the one
+    prometheus_client has had since 0.4."""
+    try:
+        bounds, buckets, total = list(child._upper_bounds), child._buckets, child._sum
+    except AttributeError:
+        bounds = None
+
+    def observe_each(points: Sequence[float]) -> None:
+        for point in points:
+            child.observe(point)
+
+    if bounds is None:
+        return observe_each
+
+    def observe_points(points: Sequence[float]) -> None:
+        counts: dict[int, int] = {}
+        for point in points:
+            i = bisect_left(bounds, point)
+            counts[i] = counts.get(i, 0) + 1
+        total.inc(sum(points))
+        for i, count in counts.items():
+            buckets[i].inc(count)
+
+    return observe_points
+
+
 class PrometheusRecorder:
     """Records measurements into prometheus_client metrics registered in `registry`."""
 
@@ -33,7 +64,8 @@ class PrometheusRecorder:
         apply = self._children.get(key)
         if apply is None:
             child = self._metrics[instrument].labels(*values)
-            apply = self._children[key] = getattr(child, _APPLY[instrument.kind])
+            apply = _observe_points(child) if instrument.points else getattr(child, _APPLY[instrument.kind])
+            self._children[key] = apply
         apply(value)
 
     def forget(self) -> None:

@@ -84,7 +84,7 @@ def expected(scenario: str, provider: str) -> Expected:
         return Expected("error", dict(HEAD_EVENTS), usage={"input": 12, "output": 1, "cache_read": 3,
                                                              "cache_creation": 2})
     if scenario == "invalid_json":
-        bad = {"content_block_delta": 1} if provider == "first_party" else {"_OTHER": 1}
+        bad = {"_OTHER": 1} if provider == "bedrock" else {"content_block_delta": 1}
         return Expected("error", {"message_start": 1, **bad}, malformed={("_NONE", "invalid_json"): 1},
                         usage={"input": 12, "output": 1, "cache_read": 3, "cache_creation": 2})
     if scenario == "error_after_stop":  # the contract's order: error wins over completed
@@ -105,7 +105,7 @@ def expected(scenario: str, provider: str) -> Expected:
     if scenario == "truncated_mid_frame":
         return Expected("truncated", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))
     if scenario == "corrupt":  # first-party: an SSE event with broken JSON; Bedrock: the SDK's CRC check raises
-        if provider == "first_party":
+        if provider != "bedrock":  # SSE: first-party and Vertex
             return Expected("error", {**HEAD_EVENTS, "content_block_delta": 2},
                             malformed={("_NONE", "invalid_json"): 1}, usage=dict(HEAD_USAGE))
         return Expected("error", dict(HEAD_EVENTS), usage=dict(HEAD_USAGE))

@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import semconv as sc
 from . import scenarios
 from .server import SCENARIO_HEADER, STREAM_HEADER, ClientArguments
 
-PROVIDERS = ("first_party", "bedrock")  # the workload's mix; make_client also builds "vertex" clients
+PROVIDERS = ("first_party", "bedrock", "vertex")  # Anthropic, AnthropicBedrock, AnthropicVertex (and the Async ones)
+# the gen_ai.provider.name each of them is recorded under
+PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX}
 MODES = ("sync", "async")
 APIS = ("create", "helper", "beta_create", "beta_helper", "next")
 
@@ -181,7 +184,8 @@ def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int =
         scenario = rng.choices(names, weights)[0]
         if scenario == "_healthy":
             scenario = HEALTHY[rng.random() < 0.1]
-        planned.append(Planned(PROVIDERS[i % 2], MODES[(i // 2) % 2], apis[(i // 4) % len(apis)], scenario,
+        n = len(PROVIDERS)
+        planned.append(Planned(PROVIDERS[i % n], MODES[(i // n) % 2], apis[(i // (2 * n)) % len(apis)], scenario,
                                f"s{seed}-{i}"))
     return planned
 
