@@ -274,3 +274,25 @@ def test_doctor_reports_bad_settings_and_exporters() -> None:
     assert "ok    metrics: otlp (grpc) to http://collector:4317" in result.stdout
     quiet = cli("doctor", "--quiet", **env)
     assert "\n  ok    " not in quiet.stdout and f"warn  /metrics endpoint: 0.0.0.0:{port}" in quiet.stdout
+
+
+def test_doctor_names_the_newest_tested_sdk_and_warns_when_the_installed_one_is_newer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import anthropic
+
+    from bedrock_otel.cli import doctor
+    from bedrock_otel.support import NEWEST_TESTED_ANTHROPIC, version_tuple
+
+    def sdk_lines() -> str:
+        report = doctor.Report()
+        doctor.check_sdk(report, None)
+        return report.render()
+
+    installed = sdk_lines()
+    assert f"anthropic {anthropic.__version__} (supported: anthropic >= 0.25.0, < 3; tested up to " \
+           f"{NEWEST_TESTED_ANTHROPIC})" in installed
+    newer = version_tuple(anthropic.__version__) > version_tuple(NEWEST_TESTED_ANTHROPIC)  # the `newest` session
+    assert ("is newer than" in installed) == newer, installed
+    monkeypatch.setattr(anthropic, "__version__", "2.999.0")
+    assert f"warn  anthropic 2.999.0 is newer than {NEWEST_TESTED_ANTHROPIC}, the newest version" \
+        in sdk_lines()

@@ -95,6 +95,26 @@ def test_time_per_output_chunk_has_a_point_per_chunk_after_the_first(provider: s
     assert dict(point.attributes)[sc.OPERATION_NAME] == sc.OPERATION_CHAT
 
 
+def test_span_has_the_conventions_server_and_request_attributes(bedrock_otel_server: Any) -> None:
+    import inspect
+
+    client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs())
+    accepted = inspect.signature(client.messages.create).parameters  # sampling parameters left the SDK in 2.x
+    sampling = {k: v for k, v in {"temperature": 0.5, "top_p": 0.9, "top_k": 5}.items() if k in accepted}
+    with CapturedTelemetry() as t:
+        for _ in client.messages.create(model="claude-x", max_tokens=16, stop_sequences=["private stop text"],
+                                        stream=True, messages=[{"role": "user", "content": "hi"}], **sampling):
+            pass
+    (span,) = t.spans()
+    attributes = dict(span.attributes)
+    assert attributes[sc.SERVER_ADDRESS] == "127.0.0.1"
+    assert attributes[sc.SERVER_PORT] == int(bedrock_otel_server.url.rsplit(":", 1)[1])
+    names = dict(sc.REQUEST_PARAMETERS)
+    assert {a: v for a, v in attributes.items() if a in names.values()} == \
+        {names[k]: v for k, v in {"max_tokens": 16, **sampling}.items()}
+    assert "private stop text" not in repr(attributes)  # stop sequences are text: not recorded
+
+
 def test_model_label_is_capped(bedrock_otel_server: Any) -> None:
     client = anthropic.Anthropic(**bedrock_otel_server.anthropic_client_kwargs())
     with CapturedTelemetry(max_models=2) as t:

@@ -14,10 +14,10 @@ from . import exporters, runtime
 from ._version import __version__
 from .config import Settings, sdk_disabled
 from .hooks.patcher import Patcher
+from .support import SUPPORTED_ANTHROPIC
 
 log = logging.getLogger("bedrock_otel")
 
-SUPPORTED_ANTHROPIC = "anthropic >= 0.25.0, < 3"
 SCOPE = "bedrock_otel"
 
 PATCHER = Patcher()

@@ -103,7 +103,7 @@ class Runtime:
             started = perf_counter_ns()
             span = None
             if self.tracer is not None:
-                span = start_span(self.tracer, labels, self.settings, options)
+                span = start_span(self.tracer, labels, self.settings, options, client)
             observer = StreamObserver(self, labels, span, started)
             if span is not None and not span.is_recording():
                 observer.level = NONE

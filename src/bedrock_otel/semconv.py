@@ -42,6 +42,11 @@ USAGE_CACHE_READ = "gen_ai.usage.cache_read.input_tokens"
 USAGE_CACHE_CREATION = "gen_ai.usage.cache_creation.input_tokens"
 TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 RESEND_COUNT = "http.request.resend_count"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+# request parameters the GenAI conventions recommend, by their Messages API body key (numbers only: no text)
+REQUEST_PARAMETERS = (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
+                      ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k"))
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 

@@ -20,7 +20,8 @@ from ..config import ConfigError, Settings
 from ..exporters import otlp
 from ..exporters.prometheus import MULTIPROC_DIR_ENV
 from ..hooks.targets import TARGETS
-from ..instrumentation import PATCHER, SUPPORTED_ANTHROPIC
+from ..instrumentation import PATCHER
+from ..support import NEWEST_TESTED_ANTHROPIC, SUPPORTED_ANTHROPIC, version_tuple
 
 NAME = "doctor"
 HELP = "check the SDK (#1472), patch targets, settings and exporters; exit 1 when something is wrong"
@@ -51,14 +52,6 @@ class Report:
             out.append(f"  {status:<5} {text}")
             out.extend(f"          {d}" for d in details)
         return "\n".join(out)
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def sdk_http_library() -> Any:
@@ -106,10 +99,15 @@ def check_sdk(report: Report, settings: Settings | None) -> None:
         report.add(FAIL, "anthropic is not installed: nothing to instrument (pip install 'anthropic[bedrock]')")
         return
     version = anthropic.__version__
-    supported = (0, 25, 0) <= _version_tuple(version) < (3,)
+    supported = (0, 25, 0) <= version_tuple(version) < (3,)
     http = sdk_http_library().__name__
-    report.add(OK if supported else FAIL, f"anthropic {version} (supported: {SUPPORTED_ANTHROPIC}); "
-                                          f"HTTP library: {http}")
+    report.add(OK if supported else FAIL, f"anthropic {version} (supported: {SUPPORTED_ANTHROPIC}; tested up to "
+                                          f"{NEWEST_TESTED_ANTHROPIC}); HTTP library: {http}")
+    if supported and version_tuple(version) > version_tuple(NEWEST_TESTED_ANTHROPIC):
+        report.add(WARN, f"anthropic {version} is newer than {NEWEST_TESTED_ANTHROPIC}, the newest version "
+                         f"bedrock_otel {__version__} was tested with: the checks below probe it as installed, but "
+                         "a change in how it streams may not be handled yet",
+                   ["upgrade bedrock_otel, or pin anthropic<=" + NEWEST_TESTED_ANTHROPIC + " until it supports it"])
     try:
         affected, detail = probe_error_frame()
     except ImportError as exc:

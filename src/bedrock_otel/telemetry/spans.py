@@ -17,15 +17,32 @@ if TYPE_CHECKING:
     from ..observe.observer import StreamObserver
 
 
-def start_span(tracer: Tracer, labels: CallLabels, settings: Settings, options: Any) -> Any:
+def start_span(tracer: Tracer, labels: CallLabels, settings: Settings, options: Any, client: Any) -> Any:
     attributes = labels.span_attributes()
     attributes[sc.REQUEST_STREAM] = True
-    if settings.capture_content:
-        body = getattr(options, "json_data", None)
-        if isinstance(body, dict) and "messages" in body:
+    _server(attributes, client)
+    body = getattr(options, "json_data", None)
+    if isinstance(body, dict):
+        for key, attribute in sc.REQUEST_PARAMETERS:
+            value = body.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[attribute] = value
+        if settings.capture_content and "messages" in body:
             attributes[sc.INPUT_MESSAGES] = _truncate(body["messages"], settings.content_max_length)
     name = f"{sc.OPERATION_CHAT} {labels.model}" if labels.model else sc.OPERATION_CHAT
     return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def _server(attributes: dict[str, Any], client: Any) -> None:
+    """`server.address` and `server.port` from the client's base URL (the host the SDK sends to; the port as
+    the conventions want it, the scheme's default when the URL has none)."""
+    url = getattr(client, "base_url", None)
+    host = getattr(url, "host", None)
+    if isinstance(host, str) and host:
+        attributes[sc.SERVER_ADDRESS] = host
+        port = getattr(url, "port", None) or {"https": 443, "http": 80}.get(getattr(url, "scheme", ""))
+        if isinstance(port, int):
+            attributes[sc.SERVER_PORT] = port
 
 
 def end_span(span: Any, obs: StreamObserver, outcome: str, settings: Settings) -> None:
