@@ -1,5 +1,6 @@
-"""The main job on an embedded default: loopback Bedrock and first-party servers, a concurrent workload through
-the real installed anthropic SDK with a mix of faults, the /metrics endpoint, and a summary of what was recorded.
+"""The main job on an embedded default: loopback Bedrock, first-party and Vertex servers, a concurrent workload
+through the real installed anthropic SDK with a mix of faults, the /metrics endpoint, and a summary of what was
+recorded.
 
     bedrock-otel demo                          # 200 streams, default faults, then a summary
     bedrock-otel demo --serve                  # ... and keep serving /metrics until Ctrl-C
@@ -135,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     plan = workload.plan(args.streams, faults, seed=args.seed)
     print(f"bedrock-otel demo: anthropic {anthropic.__version__}, {args.streams} streams "
-          f"(Bedrock and first-party, sync and async, create and stream helpers), "
+          f"(Bedrock, first-party and Vertex, sync and async, create and stream helpers), "
           f"faults: {', '.join(f'{k}={v:g}' for k, v in faults.items()) or 'none'}")
     print(f"  metrics: {server.url}")
     started = time.monotonic()
