@@ -109,6 +109,16 @@ def _protocol(name: str, value: Any) -> str:
     return text
 
 
+def _seconds(name: str, value: Any) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = -1.0
+    if 0 <= number <= 3600 and not isinstance(value, bool):
+        return number
+    raise ConfigError(f"{name}={value!r} is not valid; accepted values: seconds, a number from 0 to 3600 (0.5, 2)")
+
+
 def _text(name: str, value: Any) -> str | None:
     text = str(value).strip()
     return text or None
@@ -156,6 +166,9 @@ SETTINGS: tuple[Setting, ...] = (
             "OTLP protocol: grpc or http/protobuf (per signal: OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL)."),
     Setting("service_name", "OTEL_SERVICE_NAME", _text, None,
             "service.name of the exported resource (OTEL_RESOURCE_ATTRIBUTES adds more)."),
+    Setting("export_exit_timeout", "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT", _seconds, 1.0,
+            "Seconds bedrock_otel's own OTLP pipelines may add to the application's exit (and to uninstrument()) "
+            "sending their last telemetry; what is not sent by then is dropped and counted."),
 )
 
 
@@ -181,6 +194,7 @@ class Settings:
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
     service_name: str | None = None
+    export_exit_timeout: float = 1.0
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -11,10 +11,12 @@ from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from . import exporters, runtime
+from . import semconv as sc
 from ._version import __version__
 from .config import Settings, sdk_disabled
 from .hooks.patcher import Patcher
 from .support import SUPPORTED_ANTHROPIC
+from .telemetry import catalog
 
 log = logging.getLogger("bedrock_otel")
 
@@ -51,6 +53,7 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             recorders.append(_otel_recorder(started.pipelines.meter_provider))
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=started.pipelines.tracer_provider)
         runtime.ACTIVE = runtime.Runtime(settings, recorders, tracer)
+        exporters.guard.on_dropped = _count_export_failed
         PATCHER.apply()
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -58,6 +61,12 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         PATCHER.restore()
         while _EXPORTERS:
             _EXPORTERS.pop().close()
+
+
+def _count_export_failed(count: int) -> None:
+    active = runtime.ACTIVE
+    if active is not None:
+        active.record([(catalog.TELEMETRY_DROPPED, (sc.DROPPED_EXPORT_FAILED,), count)])
 
 
 def _after_fork_in_child() -> None:

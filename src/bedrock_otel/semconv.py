@@ -147,4 +147,5 @@ INTERNAL_COMPONENTS = (
 # bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).
 DROPPED_LABEL_OVERFLOW = "label_overflow"  # a label value folded into _OTHER by a cardinality cap
 DROPPED_RECORD_FAILED = "record_failed"  # a recorder raised while taking a measurement
-DROPPED_REASONS = (DROPPED_LABEL_OVERFLOW, DROPPED_RECORD_FAILED)
+DROPPED_EXPORT_FAILED = "export_failed"  # spans (and, at exit, metric points) an OTLP export could not deliver
+DROPPED_REASONS = (DROPPED_LABEL_OVERFLOW, DROPPED_RECORD_FAILED, DROPPED_EXPORT_FAILED)

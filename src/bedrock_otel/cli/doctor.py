@@ -180,6 +180,16 @@ def check_exporters(report: Report, settings: Settings) -> None:
                                            + ("" if usable else " is not a writable directory"))
     for signal, where in otlp.describe(settings).items():
         report.add(OK, f"{signal}: {where}")
+        if "otlp" in otlp.exporters_for(signal, settings) and not otlp.global_is_set(signal):
+            url, answered, seconds, reason = otlp.probe(signal, settings)
+            if answered:
+                report.add(OK, f"{signal}: the OTLP endpoint {url} answers an empty export in {seconds * 1000:.0f} ms")
+            else:
+                report.add(WARN, f"{signal}: the OTLP endpoint {url} does not answer ({reason}; after {seconds:.1f} s)",
+                           ["while it is down, telemetry is dropped and counted "
+                            "(bedrock_otel_telemetry_dropped_total{bedrock_otel_dropped_reason=\"export_failed\"}) "
+                            "and the application's exit waits at most BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT="
+                            f"{settings.export_exit_timeout:g} s for it"])
     report.add(OK, f"recorders: {', '.join(settings.metrics) or 'none'}; spans: {'on' if settings.traces else 'off'}")
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import DEFAULT_PROMETHEUS_PORT, ConfigError, Settings
+from . import guard
 from .otlp import METRICS, Pipelines, build_pipelines, exporters_for
 from .otlp import after_fork as reset_pipelines_after_fork
 from .prometheus import MetricsServer, start_metrics_server
@@ -69,4 +70,5 @@ def start(settings: Settings, tracer_provider: Any = None, meter_provider: Any =
     return exporters
 
 
-__all__ = ["Exporters", "MetricsServer", "check", "reset_pipelines_after_fork", "start", "start_metrics_server"]
+__all__ = ["Exporters", "MetricsServer", "check", "guard", "reset_pipelines_after_fork", "start",
+           "start_metrics_server"]

@@ -13,9 +13,11 @@ its docstring), and instrument() registers it to run in every forked child.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,6 +31,7 @@ from opentelemetry.sdk.environment_variables import (
 )
 
 from ..config import Settings, setting
+from . import guard
 
 log = logging.getLogger("bedrock_otel")
 
@@ -58,15 +61,22 @@ class Pipelines:
     owned: list[Any] = field(default_factory=list)
 
     def flush(self) -> None:
-        for provider in self.owned:
-            try:
-                provider.force_flush()
-            except Exception:
-                log.debug("bedrock_otel: flushing %r failed", provider, exc_info=True)
+        """Send what the pipelines bedrock_otel built hold, waiting at most BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT."""
+        guard.within("force_flush", self.owned, _guards(), _EXIT_TIMEOUT[0])
 
 
 _BUILT: dict[str, Any] = {}  # signal -> provider built by bedrock_otel (global, so built once per process)
 _BUILT_EXPORTERS: dict[str, list[_Reopenable]] = {}  # signal -> the exporters of that provider
+_EXIT_TIMEOUT = [1.0]  # BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT of the instrument() that built them
+
+
+def _guards() -> list[guard.Guard]:
+    return [exporter.guard for exporters in _BUILT_EXPORTERS.values() for exporter in exporters]
+
+
+def _shutdown_at_exit() -> None:
+    """The providers bedrock_otel built are shut down here, not by the SDK's own exit hook: within the bound."""
+    guard.within("shutdown", list(_BUILT.values()), _guards(), _EXIT_TIMEOUT[0])
 
 
 def exporters_for(signal: str, settings: Settings, environ: Any = None) -> tuple[str, ...]:
@@ -94,6 +104,58 @@ def endpoint_for(signal: str, protocol: str, settings: Settings, environ: Any = 
     return f"{base}/v1/{signal}" if protocol == "http/protobuf" else base
 
 
+def probe(signal: str, settings: Settings, timeout_s: float = 2.0) -> tuple[str, bool, float, str]:
+    """Send the signal's OTLP endpoint an empty export request, as its exporter would: (where, whether it
+    answered with success, seconds taken, what went wrong)."""
+    protocol = protocol_for(signal, settings)
+    url = endpoint_for(signal, protocol, settings) or os.environ.get(_SIGNAL_ENV[signal][0]) \
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") \
+        or ("http://localhost:4317" if protocol == "grpc" else "http://localhost:4318")
+    started = time.perf_counter()
+    try:
+        if protocol == "grpc":
+            _probe_grpc(signal, url, timeout_s)
+        else:
+            if not os.environ.get(_SIGNAL_ENV[signal][0]) and not url.rstrip("/").endswith(f"/v1/{signal}"):
+                url = f"{url.rstrip('/')}/v1/{signal}"  # what the exporter appends to OTEL_EXPORTER_OTLP_ENDPOINT
+            _probe_http(url, timeout_s)
+        return url, True, time.perf_counter() - started, ""
+    except Exception as exc:
+        detail = getattr(exc, "details", None)
+        code = getattr(exc, "code", None)
+        reason = f"{code()}: {detail()}" if callable(detail) and callable(code) else f"{type(exc).__name__}: {exc}"
+        return url, False, time.perf_counter() - started, reason
+
+
+def _probe_grpc(signal: str, url: str, timeout_s: float) -> None:
+    from urllib.parse import urlparse
+
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    target = f"{parsed.hostname}:{parsed.port or 4317}"
+    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if parsed.scheme == "https" \
+        else grpc.insecure_channel(target)
+    with channel:
+        if signal == TRACES:
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(trace_service_pb2.ExportTraceServiceRequest(),
+                                                                    timeout=timeout_s)
+        else:
+            metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(
+                metrics_service_pb2.ExportMetricsServiceRequest(), timeout=timeout_s)
+
+
+def _probe_http(url: str, timeout_s: float) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=b"", method="POST",
+                                     headers={"Content-Type": "application/x-protobuf"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # raises for 4xx and 5xx
+        response.read()
+
+
 def global_is_set(signal: str) -> bool:
     """Whether the application (or a distro) already installed a global provider for the signal."""
     provider = trace.get_tracer_provider() if signal == TRACES else metrics.get_meter_provider()
@@ -102,6 +164,7 @@ def global_is_set(signal: str) -> bool:
 
 def build_pipelines(settings: Settings, tracer_provider: Any = None, meter_provider: Any = None) -> Pipelines:
     pipelines = Pipelines(tracer_provider, meter_provider)
+    _EXIT_TIMEOUT[0] = settings.export_exit_timeout
     for signal, given in ((TRACES, tracer_provider), (METRICS, meter_provider)):
         names = exporters_for(signal, settings)
         if given is not None or not names:
@@ -159,20 +222,24 @@ def _instance(new: bool = False) -> Any:
 class _Reopenable:
     """A span or metric exporter (by duck typing, as the SDK's processors and readers use them) delegating to one
     that a forked child replaces by a new one: the parent's connections (a requests session's pooled sockets, a
-    gRPC channel) are not the child's to write to."""
+    gRPC channel) are not the child's to write to. Its exports go through a `guard.Guard` (circuit breaker,
+    quiet logs, drops counted)."""
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[[], Any], signal: str = TRACES, endpoint: str = "") -> None:
         self._factory = factory
         self.exporter = factory()
+        self.guard = guard.Guard(signal, endpoint)
+        self._failure = _failure_result(signal)
         # what PeriodicExportingMetricReader reads from a metric exporter: the wrapped one's preferences
         self._preferred_temporality = getattr(self.exporter, "_preferred_temporality", None)
         self._preferred_aggregation = getattr(self.exporter, "_preferred_aggregation", None)
 
     def reopen(self) -> None:
         self.exporter = self._factory()  # the parent's is dropped unclosed: closing it could touch shared state
+        self.guard = guard.Guard(self.guard.signal, self.guard.endpoint)  # the child's own outage state
 
-    def export(self, *args: Any, **kwargs: Any) -> Any:
-        return self.exporter.export(*args, **kwargs)
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        return self.guard.export(lambda b: self.exporter.export(b, *args, **kwargs), batch, self._failure)
 
     def force_flush(self, *args: Any, **kwargs: Any) -> Any:
         return self.exporter.force_flush(*args, **kwargs)
@@ -181,8 +248,28 @@ class _Reopenable:
         return self.exporter.shutdown(*args, **kwargs)
 
 
+def _failure_result(signal: str) -> Any:
+    if signal == TRACES:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.FAILURE
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+
+    return MetricExportResult.FAILURE
+
+
+def _endpoint_name(signal: str, name: str, settings: Settings) -> str:
+    """Where an exporter sends, for messages: `otlp (grpc) http://collector:4317`."""
+    if name != "otlp":
+        return name
+    protocol = protocol_for(signal, settings)
+    endpoint = endpoint_for(signal, protocol, settings) or os.environ.get(_SIGNAL_ENV[signal][0]) \
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the exporter default (localhost)"
+    return f"{endpoint} (OTLP {protocol})"
+
+
 def _reopenable(signal: str, name: str, settings: Settings) -> _Reopenable:
-    exporter = _Reopenable(lambda: _exporter(signal, name, settings))
+    exporter = _Reopenable(lambda: _exporter(signal, name, settings), signal, _endpoint_name(signal, name, settings))
     _BUILT_EXPORTERS.setdefault(signal, []).append(exporter)
     return exporter
 
@@ -202,15 +289,19 @@ def _build(signal: str, names: tuple[str, ...], settings: Settings) -> Any:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider = TracerProvider(resource=resource(settings))
+        provider = TracerProvider(resource=resource(settings), shutdown_on_exit=False)
         for name in names:
             provider.add_span_processor(BatchSpanProcessor(_reopenable(signal, name, settings)))
-        return provider
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    else:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    readers = [PeriodicExportingMetricReader(_reopenable(signal, name, settings)) for name in names]
-    return MeterProvider(resource=resource(settings), metric_readers=readers)
+        readers = [PeriodicExportingMetricReader(_reopenable(signal, name, settings)) for name in names]
+        provider = MeterProvider(resource=resource(settings), metric_readers=readers, shutdown_on_exit=False)
+    guard.quiet_exporter_logs()
+    if not _BUILT:
+        atexit.register(_shutdown_at_exit)  # the first provider built; the others are in _BUILT by exit time
+    return provider
 
 
 def after_fork() -> None:

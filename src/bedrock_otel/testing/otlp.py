@@ -40,7 +40,10 @@ def attributes_of(key_values: Any) -> dict[str, Any]:
 class OtlpReceiver:
     """Receive OTLP over gRPC (`grpc_endpoint`) and HTTP (`http_endpoint`) on 127.0.0.1. A context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, grpc_port: int = 0, http_port: int = 0) -> None:
+        """Ports 0 (the default): free ones; a fixed port serves an endpoint that was down before (see
+        `BrokenOtlpBackend`'s `down_then_up`)."""
+        self._ports = (grpc_port, http_port)
         self._lock = threading.Condition()
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
@@ -67,7 +70,7 @@ class OtlpReceiver:
         self._grpc = grpc.server(ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self._grpc)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self.grpc_port = self._grpc.add_insecure_port(f"127.0.0.1:{self._ports[0]}")
         self._grpc.start()
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,7 +94,7 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(reply)
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http = ThreadingHTTPServer(("127.0.0.1", self._ports[1]), Handler)
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, name="otlp-receiver", daemon=True).start()
         return self

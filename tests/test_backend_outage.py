@@ -1,0 +1,177 @@
+"""A telemetry backend that is down, slow or broken: the instrumented application exits within the bound, stays
+quiet (one warning, one line on recovery), and the telemetry that fits in the bounds arrives once the backend
+is back. Every backend here is a real socket misbehaving in its own way (`bedrock_otel.testing.broken_backend`).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import child_env
+
+from bedrock_otel.testing.broken_backend import MODES, BrokenOtlpBackend
+
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
+
+CLI = str(Path(sys.executable).parent / "bedrock-otel")
+# The issue's program: five streams, 0.7 s of its own work, nothing about telemetry in it
+APP = """
+import sys, time
+import anthropic
+from bedrock_otel.testing import LoopbackServer
+
+with LoopbackServer() as server:
+    client = anthropic.AnthropicBedrock(**server.bedrock_client_kwargs())
+    for _ in range(5):
+        for _event in client.messages.create(model="global.anthropic.claude-opus-4-7", max_tokens=8, stream=True,
+                                             messages=[{"role": "user", "content": "hi"}]):
+            pass
+    time.sleep(0.7)
+"""
+BOUND_S = 3.0  # the exit goal is ~1 s over bare (BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT); 3 s never flakes
+
+
+def _timed(args: list[str], **env: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.monotonic()
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=child_env(**env))
+    return time.monotonic() - started, result
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("outage") / "app.py"
+    path.write_text(APP)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bare_s(app: Path) -> float:
+    """The same program without bedrock_otel (the slower of two runs: the bound is against a busy machine)."""
+    return max(_timed([sys.executable, str(app)])[0] for _ in range(2))
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "down_then_up"])
+def test_exit_is_bounded_and_quiet_whatever_the_backend_does(app: Path, bare_s: float, mode: str,
+                                                             protocol: str) -> None:
+    with BrokenOtlpBackend(mode, protocol, delay=20, retry_after=30) as backend:
+        elapsed, result = _timed([CLI, "run", "--", sys.executable, str(app)],
+                                 OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    assert result.returncode == 0, result.stderr
+    assert elapsed <= bare_s + BOUND_S, f"{elapsed:.1f} s against {bare_s:.1f} s bare"
+    lines = result.stderr.splitlines()  # at most: failing, and what exit dropped; nothing from the exporters
+    assert len(lines) <= 2 and all(line.startswith("bedrock_otel: ") for line in lines), result.stderr
+
+
+def test_the_exit_bound_is_a_setting(app: Path) -> None:
+    with BrokenOtlpBackend("blackhole", "grpc") as backend:
+        elapsed, result = _timed([CLI, "run", "--", sys.executable, str(app)],
+                                 OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT="4")
+    assert "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=4 s" in result.stderr, result.stderr
+    assert elapsed >= 4  # it did wait that long for the blackhole
+    bad = subprocess.run([CLI, "run", "--", sys.executable, "-c", "pass"], capture_output=True, text=True,
+                         timeout=60, env=child_env(BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT="soon"))
+    assert bad.returncode != 0 and "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT='soon' is not valid; accepted values: seconds" \
+        in bad.stderr
+
+
+# A program that streams while the backend is down, waits for the parent to bring it up, streams again, and
+# prints what bedrock_otel counted as dropped
+RECOVERING = """
+import sys, time
+import anthropic
+import bedrock_otel
+from prometheus_client import REGISTRY
+
+from bedrock_otel.testing import LoopbackServer
+
+bedrock_otel.instrument()
+with LoopbackServer() as server:
+    client = anthropic.Anthropic(**server.anthropic_client_kwargs())
+
+    def streams(n):
+        for _ in range(n):
+            for _event in client.messages.create(model="claude-x", max_tokens=8, stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]):
+                pass
+
+    streams(3)
+    time.sleep(2.5)  # every export fails by now: the breaker is open
+    print("down", flush=True)
+    sys.stdin.readline()  # the parent brought the backend up
+    streams(2)
+    time.sleep(4)  # a metric export probes the backend and finds it back: the cumulative totals go out
+    print("dropped", REGISTRY.get_sample_value("bedrock_otel_telemetry_dropped_total",
+                                               {"bedrock_otel_dropped_reason": "export_failed"}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_exports_resume_when_the_backend_is_back_and_the_totals_arrive(protocol: str) -> None:
+    env = child_env(OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_BSP_SCHEDULE_DELAY="100",
+                    OTEL_METRIC_EXPORT_INTERVAL="300", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    with BrokenOtlpBackend("down_then_up", protocol) as backend:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = backend.endpoint
+        child = subprocess.Popen([sys.executable, "-c", RECOVERING], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline().strip() == "down"
+            receiver = backend.up()
+            child.stdin.write("up\n")
+            child.stdin.flush()
+            out, err = child.communicate(timeout=60)
+        finally:
+            child.kill()
+        assert child.returncode == 0, err
+        assert receiver.wait_for(lambda: _streams_total(receiver) == 5, timeout=10), _streams_total(receiver)
+    # the spans of the outage were held (within the bound) and arrived with the next export that went through
+    assert receiver.wait_for(lambda: len(_chat_spans(receiver)) == 5, timeout=10), len(_chat_spans(receiver))
+    assert out.split()[-1] == "0.0"  # nothing dropped: bedrock_otel_telemetry_dropped_total{reason="export_failed"}
+    lines = err.splitlines()
+    assert len(lines) == 2, err  # one warning when it failed, one line when it recovered; no exporter noise
+    assert "exporting traces to " + backend.endpoint in lines[0] and "is failing" in lines[0] \
+        and "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT" in lines[0]
+    assert "recovered; 0 spans or metric points were dropped" in lines[1]
+
+
+def _chat_spans(receiver: Any) -> list[Any]:
+    return [span for _resource, span in receiver.spans() if span.name.startswith("chat")]
+
+
+def _streams_total(receiver: Any) -> float:
+    """The latest cumulative value of anthropic.streams the receiver got (all outcomes)."""
+    latest = 0.0
+    for _resource, _scope, metric in receiver.metrics():
+        if metric.name == "anthropic.streams":
+            latest = sum(point.as_double or point.as_int for point in metric.sum.data_points)
+    return latest
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_doctor_says_whether_the_otlp_endpoint_answers_and_how_fast(protocol: str) -> None:
+    from bedrock_otel.testing.otlp import OtlpReceiver
+
+    def doctor(endpoint: str) -> str:
+        return subprocess.run([CLI, "doctor"], capture_output=True, text=True, timeout=60, env=child_env(
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)).stdout
+
+    with OtlpReceiver() as receiver:
+        endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+        healthy = doctor(endpoint)
+        assert receiver.wait_for(lambda: len(receiver.trace_requests) == 1 and len(receiver.metric_requests) == 1)
+    for signal in ("traces", "metrics"):
+        assert re.search(rf"ok    {signal}: the OTLP endpoint {endpoint}\S* answers an empty export in \d+ ms",
+                         healthy), healthy
+    with BrokenOtlpBackend("refuse", protocol) as backend:
+        down = doctor(backend.endpoint)
+    for signal in ("traces", "metrics"):
+        assert re.search(rf"warn  {signal}: the OTLP endpoint {backend.endpoint}\S* does not answer \(.+; after "
+                         r"[\d.]+ s\)", down), down
+    assert "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=1 s" in down
