@@ -36,11 +36,16 @@ PARALLEL = ["-n", "3"]
 
 
 def _pyenv_pythons() -> None:
-    """With pyenv (this machine kind), make every installed Python findable as pythonX.Y, as nox needs."""
-    if shutil.which("pyenv") and not os.environ.get("PYENV_VERSION"):
-        versions = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True).stdout.split()
-        if versions:
-            os.environ["PYENV_VERSION"] = ":".join(versions)
+    """With pyenv (this machine kind), make every installed Python 3 findable as pythonX.Y, as nox needs; the
+    current one stays first, so `python` and `python3` still mean what they meant."""
+    if shutil.which("pyenv"):  # pyenv's shim has set PYENV_VERSION to the one version nox runs on
+        current = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
+        if not current:
+            current = subprocess.run(["pyenv", "version-name"], capture_output=True, text=True).stdout.split()
+        installed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True).stdout.split()
+        others = [v for v in installed if v.startswith("3.") and v not in current]
+        if current and others:
+            os.environ["PYENV_VERSION"] = ":".join([*current, *others])
 
 
 _pyenv_pythons()

@@ -175,3 +175,55 @@ def test_doctor_says_whether_the_otlp_endpoint_answers_and_how_fast(protocol: st
         assert re.search(rf"warn  {signal}: the OTLP endpoint {backend.endpoint}\S* does not answer \(.+; after "
                          r"[\d.]+ s\)", down), down
     assert "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=1 s" in down
+
+
+# Streams in waves against a backend that refuses everything; after each wave: resident memory and the spans
+# bedrock_otel holds and has dropped
+LONG_OUTAGE = """
+import json, os, sys
+import anthropic
+import bedrock_otel
+from prometheus_client import REGISTRY
+from bedrock_otel.exporters import otlp
+from bedrock_otel.testing import LoopbackServer
+
+bedrock_otel.instrument()
+page = os.sysconf("SC_PAGE_SIZE")
+with LoopbackServer() as server:
+    client = anthropic.Anthropic(**server.anthropic_client_kwargs(max_retries=0))
+    for wave in range(int(sys.argv[1])):
+        for _ in range(int(sys.argv[2])):
+            for _event in client.messages.create(model="claude-x", max_tokens=8, stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]):
+                pass
+        server.requests.clear()  # the loopback server's own log of requests is not the application's memory
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * page
+        held = sum(len(e.guard.held) for e in otlp._BUILT_EXPORTERS["traces"])
+        dropped = REGISTRY.get_sample_value("bedrock_otel_telemetry_dropped_total",
+                                            {"bedrock_otel_dropped_reason": "export_failed"})
+        print(json.dumps({"rss": rss, "held": held, "dropped": dropped}), flush=True)
+"""
+
+
+@pytest.mark.heavy
+def test_memory_stays_bounded_through_a_long_outage() -> None:
+    """10 waves of 1,200 streams (12,000 calls, far past every queue) against a refusing backend: resident
+    memory levels off once the SDK's queue and bedrock_otel's hold are full, and what did not fit is counted."""
+    waves, per_wave = 10, 1200
+    with BrokenOtlpBackend("refuse", "grpc") as backend:
+        result = subprocess.run(
+            [sys.executable, "-c", LONG_OUTAGE, str(waves), str(per_wave)], capture_output=True, text=True,
+            timeout=900, env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_BSP_SCHEDULE_DELAY="50",
+                                       OTEL_METRIC_EXPORT_INTERVAL="500", OTEL_EXPORTER_OTLP_TIMEOUT="1"))
+    assert result.returncode == 0, result.stderr
+    import json
+
+    figures = [json.loads(line) for line in result.stdout.splitlines()]
+    print("\n" + "\n".join(f"  wave {i + 1:>2}: {f['rss'] / 2**20:7.1f} MiB resident, {f['held']:>5} spans held, "
+                           f"{f['dropped']:>7.0f} dropped" for i, f in enumerate(figures)))
+    growth = (figures[-1]["rss"] - figures[3]["rss"]) / 2**20
+    assert growth < 16, f"{growth:.1f} MiB from wave 4 to wave {waves}"
+    assert all(f["held"] <= 2048 for f in figures)
+    # everything beyond the hold and the SDK's queue (2,048 each) was dropped and counted
+    assert figures[-1]["dropped"] >= waves * per_wave - 2 * 2048 - 512

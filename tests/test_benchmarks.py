@@ -51,3 +51,22 @@ def test_compare_runs_every_peer_in_its_own_environment(tmp_path: Path) -> None:
     _stdout, report = _compare(tmp_path, "--configs", ",".join(sorted(peers)), "--paths", "first_party/create/sync",
                                "--workloads", "long", "--footprint", "none", "--envs", str(tmp_path / "envs"))
     assert {r["config"] for r in report["rows"]} == peers
+
+
+def test_multiprocess_scrape_measures_dead_workers_before_and_after_child_exit() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "multiprocess_scrape.py"), "--workers", "3",
+                             "--streams", "1", "--scrapes", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert row[0] == "3" and int(row[1]) > int(row[4]) > 0  # child_exit removed files, not all of them
+
+
+@pytest.mark.heavy
+def test_backend_outage_compares_the_bare_sdk_pipeline_with_ours(tmp_path: Path) -> None:
+    out = tmp_path / "outage.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "backend_outage.py"), "--modes", "refuse",
+                             "--protocols", "http/protobuf", "--json", str(out)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["sdk_s"] > 0 and row["bedrock_otel_s"] > 0

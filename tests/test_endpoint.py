@@ -156,3 +156,100 @@ def test_connections_beyond_the_limit_are_shed_with_503(server: Any) -> None:
         except urllib.error.HTTPError:
             time.sleep(0.1)
     pytest.fail("the endpoint did not recover after the idle connections closed")
+
+
+def _stalled_scrapers(server: Any, count: int) -> list[socket.socket]:
+    """Scrapers that ask for /metrics and never read the answer (their receive buffers kept small, so the
+    server's write of a big scrape blocks in each of their threads)."""
+    stalled = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((server.addr, server.port))
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.append(sock)
+    return stalled
+
+
+def test_stalled_scrapers_block_no_stream_no_other_scrape_and_no_shutdown(bedrock_otel_server: Any) -> None:
+    """Scrapers that never read a 5 MB answer, their threads blocked writing it: a stream is recorded, another
+    scrape is served and the endpoint closes, each promptly."""
+    from prometheus_client import Counter
+
+    from bedrock_otel.testing.capture import CapturedTelemetry
+    from bedrock_otel.testing.workload import consume, make_client
+
+    with CapturedTelemetry(prometheus_port=0) as telemetry:
+        padding = Counter("padding", "series to make the scrape big", ["key"], registry=telemetry.registry)
+        for i in range(60000):  # a 5 MB answer: more than the kernel buffers a stalled reader's connection
+            padding.labels(f"value-{i:06d}").inc()
+        server = bedrock_otel.metrics_server()
+        assert server is not None
+        before = threading.active_count()
+        stalled = _stalled_scrapers(server, 4)
+        try:
+            deadline = time.monotonic() + 30  # the scrapes are rendered (CPU), then their threads block writing
+            while time.monotonic() < deadline and _busy_rendering():
+                time.sleep(0.2)
+            assert threading.active_count() - before == len(stalled)  # every one of them is stuck, not done
+            started = time.monotonic()
+            seen = consume(make_client(bedrock_otel_server, "first_party", "sync"), "first_party", "create", "normal")
+            assert seen.error is None and time.monotonic() - started < 2
+            started = time.monotonic()
+            with urllib.request.urlopen(server.url, timeout=10) as ok:
+                assert ok.status == 200 and b'anthropic_streams_total{' in ok.read()
+            assert time.monotonic() - started < 5
+            started = time.monotonic()
+            server.close()
+            assert time.monotonic() - started < 2
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def _busy_rendering() -> bool:
+    """Whether a handler thread is still in prometheus_client's exposition code (not yet blocked in a write)."""
+    import sys
+
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == "generate_latest":
+                return True
+            frame = frame.f_back
+    return False
+
+
+# A program that serves /metrics, prints the port, and ends its main thread while the parent holds a stalled
+# scrape and an idle connection open
+SERVES_AND_ENDS = """
+import sys, time
+import bedrock_otel
+bedrock_otel.instrument(prometheus_port=0)
+print(bedrock_otel.metrics_server().port, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_the_endpoint_never_keeps_the_process_alive_at_exit() -> None:
+    import subprocess
+    import sys
+
+    from procs import child_env
+
+    child = subprocess.Popen([sys.executable, "-c", SERVES_AND_ENDS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=child_env())
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        port = int(child.stdout.readline())
+        server = type("Server", (), {"addr": "127.0.0.1", "port": port})()
+        held = [*_stalled_scrapers(server, 3), socket.create_connection(("127.0.0.1", port))]
+        time.sleep(0.5)
+        started = time.monotonic()
+        child.stdin.write("done\n")
+        child.stdin.flush()
+        child.wait(timeout=10)
+        assert time.monotonic() - started < 2 and child.returncode == 0
+    finally:
+        child.kill()
+        for sock in locals().get("held", []):
+            sock.close()

@@ -103,6 +103,13 @@ ALERTS: tuple[Alert, ...] = (
           f"Rate-limit headroom low: {_where(RESOURCE)} on {_where(PROVIDER)}",
           "Only {{ $value | humanizePercentage }} of the " + _where(RESOURCE) + " rate limit is left on "
           + _where(PROVIDER, REGION) + " (anthropic-ratelimit-* headers), job {{ $labels.job }}."),
+    Alert("BedrockOtelTelemetryExportFailing",
+          increase(c.TELEMETRY_DROPPED, "10m", (JOB, INSTANCE), **{label(sc.DROPPED_REASON): sc.DROPPED_EXPORT_FAILED}),
+          ">", 0, "10m", "warning",
+          "bedrock_otel cannot deliver OTLP telemetry from {{ $labels.job }}/{{ $labels.instance }}",
+          "{{ $value | humanize }} spans or metric points were dropped in the last 10 minutes because the OTLP "
+          "backend did not take them (down, slow, refusing). The application is not slowed; traces of this "
+          "period are incomplete. Check the Collector and `bedrock-otel doctor` on the host."),
     Alert("BedrockOtelTelemetryAbsent",
           f"count by ({JOB}, {INSTANCE}) (max_over_time({c.INTERNAL_ERRORS.prometheus_name}[1h])) unless "
           f"count by ({JOB}, {INSTANCE}) ({c.INTERNAL_ERRORS.prometheus_name}) or "

@@ -187,7 +187,8 @@ ROWS: list[tuple[str, list[Panel]]] = [
                (rate(c.INTERNAL_ERRORS, W, (JOB, label(sc.INTERNAL_COMPONENT)), dashboard=True),
                 _legend(JOB, label(sc.INTERNAL_COMPONENT))), width=12),
         series("bedrock_otel dropped telemetry per second", "short", "Model ids folded into _OTHER by "
-               "BEDROCK_OTEL_MAX_MODELS (label_overflow) and measurements a recorder failed to take (record_failed).",
+               "BEDROCK_OTEL_MAX_MODELS (label_overflow), measurements a recorder failed to take (record_failed), "
+               "spans and metric points the OTLP backend did not take (export_failed).",
                (rate(c.TELEMETRY_DROPPED, W, (JOB, label(sc.DROPPED_REASON)), dashboard=True),
                 _legend(JOB, label(sc.DROPPED_REASON))), width=12),
     ]),
