@@ -227,3 +227,34 @@ def test_memory_stays_bounded_through_a_long_outage() -> None:
     assert all(f["held"] <= 2048 for f in figures)
     # everything beyond the hold and the SDK's queue (2,048 each) was dropped and counted
     assert figures[-1]["dropped"] >= waves * per_wave - 2 * 2048 - 512
+
+
+# bedrock_otel builds its pipelines; the application also exports with an OTLP exporter of its own
+TWO_PIPELINES = """
+import anthropic
+import bedrock_otel
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from bedrock_otel.testing import LoopbackServer
+
+bedrock_otel.instrument()
+own = TracerProvider()
+own.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=ENDPOINT, insecure=True, timeout=1)))
+with LoopbackServer() as server:
+    client = anthropic.Anthropic(**server.anthropic_client_kwargs())
+    for _event in client.messages.create(model="claude-x", max_tokens=8, stream=True,
+                                         messages=[{"role": "user", "content": "hi"}]):
+        pass
+own.get_tracer("app").start_span("the application's own").end()  # exported at once, and fails
+"""
+
+
+def test_only_bedrock_otels_own_pipelines_are_quieted() -> None:
+    with BrokenOtlpBackend("refuse", "grpc") as backend:
+        code = TWO_PIPELINES.replace("ENDPOINT", repr(backend.endpoint))
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint))
+    assert result.returncode == 0, result.stderr
+    theirs = [line for line in result.stderr.splitlines() if "Failed to export" in line]
+    assert len(theirs) == 1 and theirs[0].startswith("Failed to export traces"), result.stderr  # the app's own
