@@ -168,7 +168,7 @@ def test_a_failed_measurement_is_counted_as_dropped_by_its_recorder(bedrock_otel
     with CapturedTelemetry() as t:
         assert drive(bedrock_otel_server, "bedrock", "sync", "create", "normal") == bare
         dropped = {p.attributes[sc.DROPPED_REASON]: p.value for p in t.otel_points(c.TELEMETRY_DROPPED.name)}
-        assert dropped == {sc.DROPPED_LABEL_OVERFLOW: 0, sc.DROPPED_RECORD_FAILED: 1}
+        assert dropped == {sc.DROPPED_LABEL_OVERFLOW: 0, sc.DROPPED_RECORD_FAILED: 1, sc.DROPPED_EXPORT_FAILED: 0}
         assert not t.otel_points(c.OPERATION_DURATION.name)
         assert sum(p.value for p in t.otel_points(c.STREAMS.name)) == 1  # the rest of the stream was recorded
         assert by_label(t, c.TELEMETRY_DROPPED, sc.DROPPED_REASON) == {}  # Prometheus: nothing dropped (0s only)
