@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from queue import SimpleQueue
 from typing import Any, Callable
 
 log = logging.getLogger("bedrock_otel")
@@ -233,6 +234,41 @@ def _short(message: str, limit: int = 160) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
+class Runner:
+    """A daemon thread, started before it is needed, that runs the flush and the shutdown: from Python 3.12 no
+    new thread can start once the interpreter is exiting, which is when the last flush happens. Restarted in a
+    forked child (threads do not survive fork)."""
+
+    def __init__(self) -> None:
+        self._jobs: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._jobs = SimpleQueue()  # a forked child's copy may hold the parent's jobs
+            self._thread = threading.Thread(target=self._work, name="bedrock-otel-exporters", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        try:
+            self.start()
+        except RuntimeError:  # exiting and the thread is gone: run here, without the bound, rather than not at all
+            job()
+            return
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            except Exception:
+                log.debug("bedrock_otel: an exporter job failed", exc_info=True)
+
+
+RUNNER = Runner()
+
+
 def within(action: str, providers: Sequence[Any], guards: Sequence[Guard], timeout_s: float) -> None:
     """`provider.shutdown()` (at exit) or `force_flush()` (uninstrument) for each provider, in a daemon thread,
     waiting at most `timeout_s`. Past that the guards fail every further export at once and the thread is left
@@ -253,7 +289,7 @@ def within(action: str, providers: Sequence[Any], guards: Sequence[Guard], timeo
                 log.debug("bedrock_otel: %s of %r failed", action, provider, exc_info=True)
         done.set()
 
-    threading.Thread(target=run, name=f"bedrock-otel-{action}", daemon=True).start()
+    RUNNER.submit(run)
     finished = done.wait(timeout_s)
     if not final:
         return

@@ -299,6 +299,7 @@ def _build(signal: str, names: tuple[str, ...], settings: Settings) -> Any:
         readers = [PeriodicExportingMetricReader(_reopenable(signal, name, settings)) for name in names]
         provider = MeterProvider(resource=resource(settings), metric_readers=readers, shutdown_on_exit=False)
     guard.quiet_exporter_logs()
+    guard.RUNNER.start()  # now: no thread can start when the interpreter exits (Python >= 3.12)
     if not _BUILT:
         atexit.register(_shutdown_at_exit)  # the first provider built; the others are in _BUILT by exit time
     return provider
@@ -313,6 +314,8 @@ def after_fork() -> None:
     lacks what it touches, the child's bedrock_otel-built metric pipeline stops exporting rather than send the
     parent's totals as its own, and says so in a warning."""
     instance = _instance(new=True)
+    if _BUILT:
+        guard.RUNNER.start()
     for signal, provider in _BUILT.items():
         exporters = _BUILT_EXPORTERS.get(signal, [])
         if signal == METRICS:
