@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from procs import child_env
 
+from bedrock_otel.config import Settings
 from bedrock_otel.testing.broken_backend import MODES, BrokenOtlpBackend
 
 pytestmark = pytest.mark.sdk_independent  # see noxfile.py: oldest and newest SDK sessions, floors
@@ -35,6 +36,7 @@ with LoopbackServer() as server:
     time.sleep(0.7)
 """
 BOUND_S = 3.0  # the exit goal is ~1 s over bare (BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT); 3 s never flakes
+DEFAULT_EXIT = str(Settings().export_exit_timeout)  # what an application gets (procs.child_env sets 30)
 
 
 def _timed(args: list[str], **env: str) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -62,7 +64,8 @@ def test_exit_is_bounded_and_quiet_whatever_the_backend_does(app: Path, bare_s: 
                                                              protocol: str) -> None:
     with BrokenOtlpBackend(mode, protocol, delay=20, retry_after=30) as backend:
         elapsed, result = _timed([CLI, "run", "--", sys.executable, str(app)],
-                                 OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+                                 OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                                 BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=DEFAULT_EXIT)
     assert result.returncode == 0, result.stderr
     assert elapsed <= bare_s + BOUND_S, f"{elapsed:.1f} s against {bare_s:.1f} s bare"
     lines = result.stderr.splitlines()  # at most: failing, and what exit dropped; nothing from the exporters
@@ -160,7 +163,8 @@ def test_doctor_says_whether_the_otlp_endpoint_answers_and_how_fast(protocol: st
 
     def doctor(endpoint: str) -> str:
         return subprocess.run([CLI, "doctor"], capture_output=True, text=True, timeout=60, env=child_env(
-            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)).stdout
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+            BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=DEFAULT_EXIT)).stdout
 
     with OtlpReceiver() as receiver:
         endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
@@ -174,7 +178,7 @@ def test_doctor_says_whether_the_otlp_endpoint_answers_and_how_fast(protocol: st
     for signal in ("traces", "metrics"):
         assert re.search(rf"warn  {signal}: the OTLP endpoint {backend.endpoint}\S* does not answer \(.+; after "
                          r"[\d.]+ s\)", down), down
-    assert "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=1 s" in down
+    assert f"BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT={float(DEFAULT_EXIT):g} s" in down
 
 
 # Streams in waves against a backend that refuses everything; after each wave: resident memory and the spans
@@ -215,7 +219,8 @@ def test_memory_stays_bounded_through_a_long_outage() -> None:
         result = subprocess.run(
             [sys.executable, "-c", LONG_OUTAGE, str(waves), str(per_wave)], capture_output=True, text=True,
             timeout=900, env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_BSP_SCHEDULE_DELAY="50",
-                                       OTEL_METRIC_EXPORT_INTERVAL="500", OTEL_EXPORTER_OTLP_TIMEOUT="1"))
+                                       OTEL_METRIC_EXPORT_INTERVAL="500", OTEL_EXPORTER_OTLP_TIMEOUT="1",
+                                       BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=DEFAULT_EXIT))
     assert result.returncode == 0, result.stderr
     import json
 
@@ -254,7 +259,8 @@ def test_only_bedrock_otels_own_pipelines_are_quieted() -> None:
     with BrokenOtlpBackend("refuse", "grpc") as backend:
         code = TWO_PIPELINES.replace("ENDPOINT", repr(backend.endpoint))
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                                env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint))
+                                env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint,
+                                              BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=DEFAULT_EXIT))
     assert result.returncode == 0, result.stderr
     theirs = [line for line in result.stderr.splitlines() if "Failed to export" in line]
     assert len(theirs) == 1 and theirs[0].startswith("Failed to export traces"), result.stderr  # the app's own

@@ -166,7 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
             "OTLP protocol: grpc or http/protobuf (per signal: OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL)."),
     Setting("service_name", "OTEL_SERVICE_NAME", _text, None,
             "service.name of the exported resource (OTEL_RESOURCE_ATTRIBUTES adds more)."),
-    Setting("export_exit_timeout", "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT", _seconds, 1.0,
+    Setting("export_exit_timeout", "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT", _seconds, 0.5,
             "Seconds bedrock_otel's own OTLP pipelines may add to the application's exit (and to uninstrument()) "
             "sending their last telemetry; what is not sent by then is dropped and counted."),
 )
@@ -194,7 +194,7 @@ class Settings:
     otlp_endpoint: str | None = None
     otlp_protocol: str = "grpc"
     service_name: str | None = None
-    export_exit_timeout: float = 1.0
+    export_exit_timeout: float = 0.5
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -67,7 +67,7 @@ class Pipelines:
 
 _BUILT: dict[str, Any] = {}  # signal -> provider built by bedrock_otel (global, so built once per process)
 _BUILT_EXPORTERS: dict[str, list[_Reopenable]] = {}  # signal -> the exporters of that provider
-_EXIT_TIMEOUT = [1.0]  # BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT of the instrument() that built them
+_EXIT_TIMEOUT = [0.5]  # BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT of the instrument() that built them
 
 
 def _guards() -> list[guard.Guard]:
