@@ -86,11 +86,11 @@ class Outage:
             self.failing.add(guard)
         if first:
             reason = _short(_Quiet.last_reason)
-            log.warning("bedrock_otel: exporting %s to %s is failing%s; telemetry is dropped and counted in "
-                        "bedrock_otel_telemetry_dropped_total{bedrock_otel_dropped_reason=\"export_failed\"} until "
-                        "it recovers (retried every %g-%g s); at exit bedrock_otel waits at most "
-                        "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT for it", guard.signal, guard.endpoint,
-                        f" ({reason})" if reason else "", PROBE_FIRST_S, PROBE_MAX_S)
+            log.warning("bedrock_otel: exporting %s to %s is failing%s; until it recovers (retried every %g-%g s) "
+                        "spans are held, %d per exporter, and beyond that dropped and counted in "
+                        "bedrock_otel_telemetry_dropped_total{bedrock_otel_dropped_reason=\"export_failed\"}; at "
+                        "exit bedrock_otel waits at most BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT for it", guard.signal,
+                        guard.endpoint, f" ({reason})" if reason else "", PROBE_FIRST_S, PROBE_MAX_S, HOLD_SPANS)
 
     def recovered(self, guard: Guard) -> None:
         with self._lock:
@@ -107,6 +107,11 @@ class Outage:
     def count(self, n: int) -> None:
         with self._lock:
             self.dropped += n
+
+    def forget(self) -> None:
+        """In a forked child: the parent's outage is the parent's to report."""
+        self._lock = threading.Lock()
+        self.failing, self.dropped = set(), 0
 
 
 OUTAGE = Outage()

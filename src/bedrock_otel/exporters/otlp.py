@@ -315,6 +315,7 @@ def after_fork() -> None:
     parent's totals as its own, and says so in a warning."""
     instance = _instance(new=True)
     if _BUILT:
+        guard.OUTAGE.forget()
         guard.RUNNER.start()
     for signal, provider in _BUILT.items():
         exporters = _BUILT_EXPORTERS.get(signal, [])
