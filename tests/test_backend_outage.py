@@ -84,10 +84,10 @@ def test_the_exit_bound_is_a_setting(app: Path) -> None:
         in bad.stderr
 
 
-# A program that streams while the backend is down, waits for the parent to bring it up, streams again, and
-# prints what bedrock_otel counted as dropped
+# A program that streams while the backend is down, then (once the parent brought it up) streams once every
+# 0.2 s until the parent has seen the totals arrive; prints how many streams it made and what was dropped
 RECOVERING = """
-import sys, time
+import select, sys, time
 import anthropic
 import bedrock_otel
 from prometheus_client import REGISTRY
@@ -98,20 +98,22 @@ bedrock_otel.instrument()
 with LoopbackServer() as server:
     client = anthropic.Anthropic(**server.anthropic_client_kwargs())
 
-    def streams(n):
-        for _ in range(n):
-            for _event in client.messages.create(model="claude-x", max_tokens=8, stream=True,
-                                                 messages=[{"role": "user", "content": "hi"}]):
-                pass
+    def stream():
+        for _event in client.messages.create(model="claude-x", max_tokens=8, stream=True,
+                                             messages=[{"role": "user", "content": "hi"}]):
+            pass
 
-    streams(3)
+    for _ in range(3):
+        stream()
     time.sleep(2.5)  # every export fails by now: the breaker is open
     print("down", flush=True)
     sys.stdin.readline()  # the parent brought the backend up
-    streams(2)
-    time.sleep(4)  # a metric export probes the backend and finds it back: the cumulative totals go out
-    print("dropped", REGISTRY.get_sample_value("bedrock_otel_telemetry_dropped_total",
-                                               {"bedrock_otel_dropped_reason": "export_failed"}), flush=True)
+    streams = 3
+    while not select.select([sys.stdin], [], [], 0.2)[0]:  # until the parent says it has seen everything
+        stream()
+        streams += 1
+    print("streams", streams, "dropped", REGISTRY.get_sample_value(
+        "bedrock_otel_telemetry_dropped_total", {"bedrock_otel_dropped_reason": "export_failed"}), flush=True)
 """
 
 
@@ -129,14 +131,19 @@ def test_exports_resume_when_the_backend_is_back_and_the_totals_arrive(protocol:
             receiver = backend.up()
             child.stdin.write("up\n")
             child.stdin.flush()
+            # exports resume by themselves: the outage's 3 spans (held) and new ones, the cumulative totals
+            resumed = receiver.wait_for(lambda: len(_chat_spans(receiver)) > 3 and _streams_total(receiver) > 3,
+                                        timeout=60)
+            child.stdin.write("seen\n")
+            child.stdin.flush()
             out, err = child.communicate(timeout=60)
         finally:
             child.kill()
-        assert child.returncode == 0, err
-        assert receiver.wait_for(lambda: _streams_total(receiver) == 5, timeout=10), _streams_total(receiver)
-    # the spans of the outage were held (within the bound) and arrived with the next export that went through
-    assert receiver.wait_for(lambda: len(_chat_spans(receiver)) == 5, timeout=10), len(_chat_spans(receiver))
-    assert out.split()[-1] == "0.0"  # nothing dropped: bedrock_otel_telemetry_dropped_total{reason="export_failed"}
+        assert resumed and child.returncode == 0, err
+        streams, dropped = int(out.split()[-3]), out.split()[-1]
+        assert receiver.wait_for(lambda: _streams_total(receiver) == streams, timeout=10)  # the exit flush: all
+    assert len(_chat_spans(receiver)) == streams  # every span, the outage's included: they were held, not lost
+    assert dropped == "0.0"  # bedrock_otel_telemetry_dropped_total{reason="export_failed"}
     lines = err.splitlines()
     assert len(lines) == 2, err  # one warning when it failed, one line when it recovered; no exporter noise
     assert re.search(f"exporting (traces|metrics) to {backend.endpoint}.* is failing", lines[0]) \

@@ -172,7 +172,7 @@ def _stalled_scrapers(server: Any, count: int) -> list[socket.socket]:
 
 
 def test_stalled_scrapers_block_no_stream_no_other_scrape_and_no_shutdown(bedrock_otel_server: Any) -> None:
-    """Scrapers that never read a 5 MB answer, their threads blocked writing it: a stream is recorded, another
+    """Scrapers that never read an 8 MB answer, their threads blocked writing it: a stream is recorded, another
     scrape is served and the endpoint closes, each promptly."""
     from prometheus_client import Counter
 
@@ -181,16 +181,17 @@ def test_stalled_scrapers_block_no_stream_no_other_scrape_and_no_shutdown(bedroc
 
     with CapturedTelemetry(prometheus_port=0) as telemetry:
         padding = Counter("padding", "series to make the scrape big", ["key"], registry=telemetry.registry)
-        for i in range(60000):  # a 5 MB answer: more than the kernel buffers a stalled reader's connection
+        for i in range(100000):  # an 8 MB answer: more than the kernel buffers for a reader that stalls
             padding.labels(f"value-{i:06d}").inc()
         server = bedrock_otel.metrics_server()
         assert server is not None
         before = threading.active_count()
-        stalled = _stalled_scrapers(server, 4)
+        stalled = _stalled_scrapers(server, 3)
         try:
             deadline = time.monotonic() + 30  # the scrapes are rendered (CPU), then their threads block writing
-            while time.monotonic() < deadline and _busy_rendering():
+            while time.monotonic() < deadline and (_busy_rendering() or threading.active_count() - before < 3):
                 time.sleep(0.2)
+            time.sleep(0.5)
             assert threading.active_count() - before == len(stalled)  # every one of them is stuck, not done
             started = time.monotonic()
             seen = consume(make_client(bedrock_otel_server, "first_party", "sync"), "first_party", "create", "normal")
