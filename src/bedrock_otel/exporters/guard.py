@@ -30,6 +30,7 @@ log = logging.getLogger("bedrock_otel")
 PROBE_FIRST_S = 1.0  # the first probe after a failure
 PROBE_MAX_S = 30.0  # probes back off to one every this many seconds
 HOLD_SPANS = 2048  # spans held per exporter while the backend fails (the SDK's own queue holds as many again)
+HELD_BATCH = 512  # held spans go out in exports of at most this many (the SDK's batch size: no oversized request)
 # loggers of the OpenTelemetry exporters and of the SDK code that calls them (retry, failure and shutdown lines)
 EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.grpc.exporter",
@@ -120,7 +121,8 @@ OUTAGE = Outage()
 class Guard:
     """The circuit breaker of one exporter. `export(inner_export, batch, failure)` is what the SDK's export
     becomes. Spans of exports that failed or were not attempted are held (at most HOLD_SPANS, the oldest dropped
-    first) and sent with the next export that goes through; metric points need no holding (cumulative)."""
+    first) and sent, in exports of HELD_BATCH, after the next export that goes through; metric points need no
+    holding (cumulative)."""
 
     def __init__(self, signal: str, endpoint: str) -> None:
         self.signal, self.endpoint = signal, endpoint
@@ -134,11 +136,24 @@ class Guard:
         self.in_flight = 0  # items of the export running now (what an exit past the bound loses)
 
     def export(self, inner: Callable[[Any], Any], batch: Any, failure: Any) -> Any:
-        if self.signal == "traces" and self.held:
-            batch = [*self._take_held(), *batch]
         if not self._admit():
             self._keep(batch)
             return failure
+        result = self._send(inner, batch, failure)
+        ok = result is not failure
+        self._settle(ok)
+        if not ok:
+            self._keep(batch)
+            return result
+        while self.held and not self.abandoned:  # the backend is back: what was held goes out, a batch at a time
+            held = self._take_held(HELD_BATCH)
+            if self._send(inner, held, failure) is failure:
+                self._keep(held)
+                break
+        return result
+
+    def _send(self, inner: Callable[[Any], Any], batch: Any, failure: Any) -> Any:
+        """One export by the real exporter, its log lines silenced; `failure` for anything but success."""
         self.in_flight = _size(batch)
         _local.exporting = True
         try:
@@ -149,11 +164,7 @@ class Guard:
         finally:
             _local.exporting = False
             self.in_flight = 0
-        ok = result is not failure and getattr(result, "name", "") != "FAILURE"
-        self._settle(ok)
-        if not ok:
-            self._keep(batch)
-        return result
+        return failure if getattr(result, "name", "") == "FAILURE" else result
 
     def _admit(self) -> bool:
         """Closed: yes. Open: only as the one probe, once it is due (or for the final flush)."""
@@ -182,10 +193,9 @@ class Guard:
         elif not ok and not was_open:
             OUTAGE.failed(self)
 
-    def _take_held(self) -> list[Any]:
+    def _take_held(self, most: int) -> list[Any]:
         with self._lock:
-            held, self.held = list(self.held), deque()
-        return held
+            return [self.held.popleft() for _ in range(min(most, len(self.held)))]
 
     def _keep(self, batch: Any) -> None:
         """What was not delivered: spans are held for the next export, within HOLD_SPANS; metric points are
