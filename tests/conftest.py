@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The OTLP receivers run gRPC servers in the test process, which starts a child for every subprocess test. On
+# Python 3.9 `subprocess` forks (3.10+ uses vfork, which runs no fork handlers), and with gRPC's fork handlers on
+# (grpcio's default) grpcio 1.80, the newest for 3.9, aborts about 1 such child in 100 before it reaches exec
+# ("epoll_wait error: Bad file descriptor") when another thread is inside gRPC. This process never uses gRPC in a
+# forked child, so the handlers are off here; `procs.child_env` gives children grpcio's default back (test_fork's
+# workers need it).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -21,7 +21,8 @@ def child_env(**env: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     # children that deliver to a healthy loopback receiver get room for their exit flush on a loaded machine; the
     # tests of the exit bound (test_backend_outage.py) pass the bound they test
-    return {**os.environ, "PYTHONPATH": path, "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT": "30", **env}
+    inherited = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}  # see conftest.py
+    return {**inherited, "PYTHONPATH": path, "BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT": "30", **env}
 
 
 def run_python(code: str, *prefix: str, timeout: float = 120, **env: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,8 @@ def _wait_for_alert(prometheus: PrometheusServer, name: str, timeout: float = 30
 # -- Grafana's own dashboard model ---------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="grafana-foundation-sdk needs Python >= 3.11 (the dashboard "
+                    "files are the same on every Python; the sessions on 3.11+ check them)")
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_grafana_dashboard_model_decodes_every_field(path: Path) -> None:
     """Grafana's published dashboard model (the grafana-foundation-sdk, generated from Grafana's own schema)

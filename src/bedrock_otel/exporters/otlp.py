@@ -335,14 +335,17 @@ def after_fork() -> None:
 
 
 def _merge_resource(provider: Any, instance: Any) -> None:
-    """The provider's resource with `instance` taking precedence (the SDK's own after-fork update, where it has
-    one; before opentelemetry-sdk 1.39 the attribute itself)."""
+    """The provider's resource with `instance` taking precedence: the SDK's own after-fork update where it has one
+    (TracerProvider from about 1.44, tracers included); else the attribute itself, and the resource of each tracer
+    the provider cached (1.33 to 1.43 cache them, each with the resource it was made with)."""
     if hasattr(provider, "_update_resource"):
         provider._update_resource(instance)
     elif hasattr(provider, "_sdk_config"):
         provider._sdk_config.resource = provider._sdk_config.resource.merge(instance)
     else:
         provider._resource = provider._resource.merge(instance)
+        for tracer in getattr(provider, "_tracers", {}).values():
+            tracer.resource = provider._resource
 
 
 def _forget_measurements(provider: Any) -> None:
