@@ -139,9 +139,10 @@ def _stream_keys(models: int) -> list[dict[str, str]]:
     keys = []
     for i in range(models):
         keys.append({sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.REQUEST_MODEL: f"claude-model-{i}",
-                     sc.CLOUD_REGION: "", sc.INFERENCE_PROFILE: ""})
+                     sc.CLOUD_REGION: "", sc.INFERENCE_PROFILE: "", sc.STREAM_API: sc.API_MESSAGES})
         keys.append({sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
-                     sc.CLOUD_REGION: "us-east-1", sc.INFERENCE_PROFILE: "global"})
+                     sc.CLOUD_REGION: "us-east-1", sc.INFERENCE_PROFILE: "global",
+                     sc.STREAM_API: sc.API_MESSAGES})
     return keys
 
 

@@ -28,6 +28,7 @@ ERROR_MESSAGE = "anthropic.stream.error.message"
 RETRY_RESULT = "anthropic.stream.retry.result"
 RETRY_ATTEMPT = "anthropic.stream.retry.attempt"
 RETRY_DELAY = "anthropic.stream.retry.delay"
+STREAM_API = "anthropic.stream.api"
 INTERNAL_COMPONENT = "bedrock_otel.component"
 DROPPED_REASON = "bedrock_otel.dropped.reason"
 
@@ -64,6 +65,12 @@ PROVIDER_ANTHROPIC = "anthropic"
 PROVIDER_BEDROCK = "aws.bedrock"
 PROVIDER_VERTEX = "gcp.vertex_ai"
 
+# anthropic.stream.api: which API streamed (the Anthropic SDK's Messages API, or boto3's bedrock-runtime calls)
+API_MESSAGES = "messages"
+API_INVOKE = "invoke_model_with_response_stream"
+API_CONVERSE = "converse_stream"
+APIS = (API_MESSAGES, API_INVOKE, API_CONVERSE)
+
 MESSAGE_START = "message_start"
 CONTENT_BLOCK_START = "content_block_start"
 CONTENT_BLOCK_DELTA = "content_block_delta"
@@ -82,6 +89,15 @@ EVENT_TYPES = (
     PING,
     ERROR,
 )
+# ConverseStream's events, by their wire names (counted as they are; `error` stands for its exception frames)
+CONVERSE_MESSAGE_START = "messageStart"
+CONVERSE_BLOCK_START = "contentBlockStart"
+CONVERSE_BLOCK_DELTA = "contentBlockDelta"
+CONVERSE_BLOCK_STOP = "contentBlockStop"
+CONVERSE_MESSAGE_STOP = "messageStop"
+CONVERSE_METADATA = "metadata"
+CONVERSE_EVENT_TYPES = (CONVERSE_MESSAGE_START, CONVERSE_BLOCK_START, CONVERSE_BLOCK_DELTA, CONVERSE_BLOCK_STOP,
+                        CONVERSE_MESSAGE_STOP, CONVERSE_METADATA)
 
 REASON_START_WITHOUT_MESSAGE = "start_without_message"
 REASON_MISSING_TYPE = "missing_type"
@@ -141,7 +157,8 @@ RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingExc
 INTERNAL_COMPONENTS = (
     "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
     "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
-    "runtime.fork", "retry.read_ahead",
+    "runtime.fork", "retry.read_ahead", "hooks.boto_call", "hooks.boto_send", "hooks.boto_stream",
+    "observer.boto_event",
 )
 
 # bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import semconv as sc
 
-_KNOWN_EVENT_TYPES = frozenset(sc.EVENT_TYPES)
+_KNOWN_EVENT_TYPES = frozenset((*sc.EVENT_TYPES, *sc.CONVERSE_EVENT_TYPES))
 
 
 def event_type_label(event_type: object) -> str:

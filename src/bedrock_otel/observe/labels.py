@@ -11,15 +11,17 @@ from . import classify
 class CallLabels:
     """Provider, model, region and inference profile of a call, with the label tuples the recorders use."""
 
-    __slots__ = ("model", "profile", "provider", "provider_key", "region", "stream_key")
+    __slots__ = ("api", "model", "profile", "provider", "provider_key", "region", "stream_key")
 
-    def __init__(self, provider: str, model: str, region: str = "", profile: str = "") -> None:
+    def __init__(self, provider: str, model: str, region: str = "", profile: str = "",
+                 api: str = sc.API_MESSAGES) -> None:
         self.provider = provider
         self.model = model
         self.region = region
         self.profile = profile
+        self.api = api
         # value order matches catalog.STREAM_LABELS and catalog.PROVIDER_LABELS
-        self.stream_key = (provider, model, region, profile)
+        self.stream_key = (provider, model, region, profile, api)
         self.provider_key = (provider, region)
 
     def span_attributes(self) -> dict[str, Any]:
@@ -27,6 +29,7 @@ class CallLabels:
             sc.OPERATION_NAME: sc.OPERATION_CHAT,
             sc.PROVIDER: self.provider,
             sc.REQUEST_MODEL: self.model,
+            sc.STREAM_API: self.api,
         }
         if self.region:
             attributes[sc.CLOUD_REGION] = self.region

@@ -114,6 +114,8 @@ class StreamObserver(CallContext):
         "typed_attached",
         "usage",
     )
+    delta_event = DELTA  # the event that carries output (the hot path's; time to first chunk)
+    stop_event = sc.MESSAGE_STOP  # the last event of a complete stream
 
     def __init__(self, runtime: Runtime, labels: CallLabels, span: Any, started_ns: int) -> None:
         super().__init__(labels)
@@ -285,7 +287,8 @@ class StreamObserver(CallContext):
         self.malformed.append((carried_type, reason))
         if self.level >= ERRORS:
             self.span.add_event(sc.SPAN_EVENT_MALFORMED, {sc.MALFORMED_REASON: reason, sc.EVENT_TYPE: carried_type})
-        self.runtime.warn_malformed(reason, carried_type)
+        if self.labels.api == sc.API_MESSAGES:  # the warning is about the SDK's handling, which boto3 has none of
+            self.runtime.warn_malformed(reason, carried_type)
 
     # -- retry mode: attempts whose stream opened with a retryable in-band error ----------------------
 
@@ -427,12 +430,12 @@ class StreamObserver(CallContext):
     def event_counts(self) -> Iterator[tuple[Any, int]]:
         """(wire name, count) of every event seen; a name may come twice (hot path and rare path)."""
         yield from self.counts.items()
-        yield DELTA, self.deltas
+        yield self.delta_event, self.deltas
 
     def outcome(self, how: str) -> str:
         if self.errors or how == RAISED:
             return sc.OUTCOME_ERROR
-        if self.counts.get(sc.MESSAGE_STOP):
+        if self.counts.get(self.stop_event):
             return sc.OUTCOME_COMPLETED
         return sc.OUTCOME_ABANDONED if how == CALLER_STOPPED else sc.OUTCOME_TRUNCATED
 
@@ -440,6 +443,9 @@ class StreamObserver(CallContext):
         if self.errors:
             return self.errors[0][0]
         return self.exception_type
+
+    def is_open(self) -> bool:
+        return bool(self._open)
 
     def disown(self) -> None:
         """End without recording or ending the span (a forked child's copy of a stream of its parent's)."""

@@ -26,9 +26,9 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 … 67108864, x4
 RETRY_AFTER_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
-# Label sets. "P, M" in the contract: provider and model, plus the Bedrock pair (empty off Bedrock).
-# "P" metrics carry the provider and, as an allowed extra label, the region.
-STREAM_LABELS = (sc.PROVIDER, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE)
+# Label sets. "P, M" in the contract: provider and model, plus the Bedrock pair (empty off Bedrock) and the API
+# that streamed. "P" metrics carry the provider and, as an allowed extra label, the region.
+STREAM_LABELS = (sc.PROVIDER, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE, sc.STREAM_API)
 PROVIDER_LABELS = (sc.PROVIDER, sc.CLOUD_REGION)
 
 
