@@ -12,19 +12,20 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
+from functools import partial
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
 from .config import Settings
-from .observe import classify, repair, retry
+from .observe import boto, classify, repair, retry
 from .observe.labels import labels_for
 from .observe.observer import NONE, SPAN_EVENT_LEVELS, CallContext, StreamObserver
 from .telemetry import catalog, measurements
-from .telemetry.spans import end_span, start_span
+from .telemetry.spans import end_span, open_span, server_of_url, start_span
 
 log = logging.getLogger("bedrock_otel")
 
@@ -35,6 +36,8 @@ CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVa
 OBSERVERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
 # AWSEventStreamDecoder -> observer, for frames the decoder drops before any stream hook sees them
 DECODERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
+# botocore EventStream -> observer of the bedrock-runtime call that returned it
+BOTO_STREAMS: weakref.WeakKeyDictionary[Any, boto.BotoStreamObserver] = weakref.WeakKeyDictionary()
 
 _WARNING_INTERVAL_S = 60.0
 _warning_lock = threading.Lock()
@@ -42,12 +45,14 @@ _last_warning = [-_WARNING_INTERVAL_S]  # per process, across instrument() calls
 
 
 class ActiveCall:
-    """One SDK call in progress: its context is current (for the attempt hook, and the span for tracing)."""
+    """One SDK (or botocore) call in progress: its context is current (for the attempt hook, and the span for
+    tracing); `on_end` takes what the call returned or raised."""
 
-    __slots__ = ("_call_token", "_otel_token", "ctx", "runtime")
+    __slots__ = ("_call_token", "_otel_token", "ctx", "on_end")
 
-    def __init__(self, runtime: Runtime, ctx: CallContext, otel_token: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, on_end: Callable[[Any, Any, BaseException | None], None], ctx: CallContext,
+                 otel_token: Any) -> None:
+        self.on_end = on_end
         self.ctx = ctx
         self._otel_token = otel_token
         self._call_token = CURRENT_CALL.set(ctx)
@@ -56,7 +61,7 @@ class ActiveCall:
         CURRENT_CALL.reset(self._call_token)
         if self._otel_token is not None:
             otel_context.detach(self._otel_token)
-        self.runtime.end_call(self.ctx, result, error)
+        self.on_end(self.ctx, result, error)
 
 
 class Runtime:
@@ -99,58 +104,120 @@ class Runtime:
             options = args[1] if len(args) > 1 else kwargs.get("options")
             labels = labels_for(client, options, self.cap_model)
             if not kwargs.get("stream"):
-                return ActiveCall(self, CallContext(labels), None)
+                return ActiveCall(self.end_call, CallContext(labels), None)
             started = perf_counter_ns()
             span = None
             if self.tracer is not None:
                 span = start_span(self.tracer, labels, self.settings, options, client)
-            observer = StreamObserver(self, labels, span, started)
-            if span is not None and not span.is_recording():
-                observer.level = NONE
-            self.record(measurements.stream_started(labels))
-            token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-            return ActiveCall(self, observer, token)
+            return self._stream_call(StreamObserver(self, labels, span, started), self.end_call)
         except Exception:
             self.internal_error("hooks.request")
             return None
+
+    def _stream_call(self, observer: StreamObserver, on_end: Callable[[Any, Any, BaseException | None], None]
+                     ) -> ActiveCall:
+        """A streamed call starts: in flight from now, its span current while the client sends."""
+        span = observer.span
+        if span is not None and not span.is_recording():
+            observer.level = NONE
+        self.record(measurements.stream_started(observer.labels))
+        token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+        return ActiveCall(on_end, observer, token)
 
     def end_call(self, ctx: CallContext, result: Any = None, error: BaseException | None = None) -> None:
         """The call returned (a stream for streamed calls) or raised before any stream existed."""
         try:
             if not isinstance(ctx, StreamObserver):
                 return
-            if error is not None:
-                ctx.finish("raised", error)
-                return
             response = getattr(result, "response", None) or getattr(result, "http_response", None)
-            if response is None:
-                ctx.finish("caller_stopped")
-                return
-            OBSERVERS[response] = ctx
-            ctx.bind(response)
+            _watch_or_end(ctx, error, response, OBSERVERS)
         except Exception:
             self.internal_error("hooks.request")
+
+    # -- botocore calls (BaseClient._make_api_call): bedrock-runtime streams of Claude ------------------
+
+    def start_boto_call(self, client: Any, operation: str, params: Any) -> ActiveCall | None:
+        """Enter a botocore call if it is an observed stream (see `observe/boto.py`), else None. Never raises."""
+        try:
+            found = boto.observed_api(client, operation, params)
+            if found is None:
+                return None
+            api = found[0]
+            started = perf_counter_ns()
+            labels = boto.labels_for(client, api, params, self.cap_model)
+            span = None
+            if self.tracer is not None:
+                request = {**server_of_url(getattr(client.meta, "endpoint_url", None)),
+                           **boto.request_parameters(api, params)}
+                span = open_span(self.tracer, labels, self.settings, request,
+                                 lambda: boto.request_messages(api, params))
+            observer = boto.observer_class(api)(self, labels, span, started)
+            observer.params = params
+            return self._stream_call(observer, partial(self.end_boto_call, found[1]))
+        except Exception:
+            self.internal_error("hooks.boto_call")
+            return None
+
+    def end_boto_call(self, key: str, ctx: CallContext, result: Any, error: BaseException | None) -> None:
+        """The call returned its EventStream (under `key` of the result), or raised before any stream existed."""
+        try:
+            if not isinstance(ctx, boto.BotoStreamObserver):
+                return
+            ctx.params = None  # the call is over: let the request go
+            stream = boto.event_stream_of(result.get(key)) if isinstance(result, dict) else None
+            _watch_or_end(ctx, error, stream, BOTO_STREAMS)
+        except Exception:
+            self.internal_error("hooks.boto_call")
+
+    def boto_observer_for(self, stream: Any) -> boto.BotoStreamObserver | None:
+        """The observer of an EventStream being iterated, if it is an open observed stream."""
+        try:
+            observer = BOTO_STREAMS.get(stream)
+            return observer if observer is not None and observer.is_open() else None
+        except Exception:
+            self.internal_error("hooks.boto_stream")
+            return None
+
+    def boto_closed(self, stream: Any) -> None:
+        try:
+            observer = BOTO_STREAMS.get(stream)
+            if observer is not None:
+                observer.finish("caller_stopped")
+        except Exception:
+            self.internal_error("hooks.boto_stream")
 
     # -- HTTP attempts (httpx / httpx2 Client.send) --------------------------------------------------
 
     def http_response(self, ctx: CallContext, response: Any) -> None:
+        """One HTTP attempt's httpx response."""
         try:
-            headers = classify.headers_read(response.headers)
-            ctx.attempts += 1
-            ctx.request_id = classify.request_id(headers) or ctx.request_id
+            self._attempt(ctx, response)
             if isinstance(ctx, StreamObserver):
                 OBSERVERS[response] = ctx  # SDKs <= 1.13 build the Stream before `request()` returns
-            self.record(measurements.http_response(ctx.labels, response.status_code, headers))
         except Exception:
             self.internal_error("hooks.send")
 
+    def boto_response(self, ctx: CallContext, response: Any) -> None:
+        """One HTTP attempt's botocore `AWSResponse`."""
+        try:
+            self._attempt(ctx, response)
+        except Exception:
+            self.internal_error("hooks.boto_send")
+
+    def _attempt(self, ctx: CallContext, response: Any) -> None:
+        headers = classify.headers_read(response.headers)
+        ctx.attempts += 1
+        ctx.request_id = classify.request_id(headers) or ctx.request_id
+        self.record(measurements.http_response(ctx.labels, response.status_code, headers))
+
     # -- retry mode (around the same HTTP attempts) ----------------------------------------------------
 
-    def read_ahead(self, ctx: CallContext, response: Any) -> Any:
-        """The response the SDK gets for this attempt of a streamed call (see `observe/retry.py`)."""
+    def read_ahead(self, ctx: CallContext, response: Any, read: Callable[[Any], Any] = retry.read_ahead) -> Any:
+        """The response the client gets for this attempt of a streamed call (see `observe/retry.py`): `read` is
+        the SDK's look-ahead (httpx), or botocore's (`read_ahead_aws`)."""
         if not isinstance(ctx, StreamObserver):
             return response
-        response, look = retry.read_ahead(response)
+        response, look = read(response)
         if look is not None:
             self._looked_ahead(ctx, look)
         return response
@@ -273,12 +340,26 @@ class Runtime:
         )
 
 
+def _watch_or_end(observer: StreamObserver, error: BaseException | None, handle: Any,
+                  registry: weakref.WeakKeyDictionary[Any, Any]) -> None:
+    """A streamed call is over: it raised before any stream existed (the stream ends as an error), returned none
+    (it ends now), or returned `handle` (the response or EventStream) that its stream hooks will look it up by."""
+    if error is not None:
+        observer.finish("raised", error)
+    elif handle is None:
+        observer.finish("caller_stopped")
+    else:
+        registry[handle] = observer
+        observer.bind(handle)
+
+
 def disown_inherited_streams() -> None:
     """In a forked child: the streams open in the parent at fork are the parent's to count and end."""
-    for observer in list(OBSERVERS.values()):
+    for observer in [*OBSERVERS.values(), *BOTO_STREAMS.values()]:
         observer.disown()
     OBSERVERS.clear()
     DECODERS.clear()
+    BOTO_STREAMS.clear()
 
 
 def sdk_version() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import wrappers
+from . import boto, wrappers
 
 
 @dataclass(frozen=True)
@@ -36,4 +36,12 @@ TARGETS: tuple[Target, ...] = (
     Target("httpx", "AsyncClient.send", wrappers.asend, why="async twin"),
     Target("httpx2", "Client.send", wrappers.send, why="each HTTP attempt (SDK >= 1.0 uses httpx2)"),
     Target("httpx2", "AsyncClient.send", wrappers.asend, why="async twin"),
+    # boto3 / botocore: bedrock-runtime InvokeModelWithResponseStream and ConverseStream
+    Target("botocore.client", "BaseClient._make_api_call", boto.make_api_call,
+           why="one botocore call with its retries: observed streams get labels, span, duration start"),
+    Target("botocore.endpoint", "Endpoint._send", boto.send,
+           why="each HTTP attempt, botocore's retries included: status, HTTP 429s, retry-after, request id"),
+    Target("botocore.eventstream", "EventStream.__iter__", boto.events,
+           why="every parsed event of an observed stream, and the exception frames it raises"),
+    Target("botocore.eventstream", "EventStream.close", boto.close, why="the caller closed the stream"),
 )

@@ -14,7 +14,12 @@ from .. import runtime as rt
 def request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """`SyncAPIClient.request`: one call, all of its retries; for streams, the span and the observer."""
     runtime = rt.ACTIVE
-    call = runtime.start_call(instance, args, kwargs) if runtime is not None else None
+    return within(runtime.start_call(instance, args, kwargs) if runtime is not None else None, wrapped, args, kwargs)
+
+
+def within(call: rt.ActiveCall | None, wrapped: Callable[..., Any], args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> Any:
+    """Run a (sync) call inside `call` (None: as it is), which takes what it returned or raised."""
     if call is None:
         return wrapped(*args, **kwargs)
     try:

@@ -46,7 +46,8 @@ RETRY_STATUS = {
 # Not retried: client errors (the same request fails again), unknown types, and modelTimeoutException (the
 # model ran past its processing timeout: the same prompt is likely to again, after as long a wait).
 
-PREAMBLE = frozenset({sc.MESSAGE_START, sc.PING, sc.CONTENT_BLOCK_START})
+PREAMBLE = frozenset({sc.MESSAGE_START, sc.PING, sc.CONTENT_BLOCK_START, sc.CONVERSE_MESSAGE_START,
+                      sc.CONVERSE_BLOCK_START})
 HOLD_LIMIT = 64 * 1024  # bytes held back at most; past that the body is handed on as it is
 
 _SSE_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -171,8 +172,9 @@ class Lookahead:
                 envelope = {"type": "error", "error": {"type": headers.get(":exception-type"), "message": text or ""}}
                 yield sc.ERROR, envelope, sc.SOURCE_EXCEPTION_FRAME
                 continue
-            if headers.get(":event-type") != "chunk":
-                yield sc.OTHER, None, None
+            event_type = headers.get(":event-type")
+            if event_type != "chunk":  # ConverseStream's events, by their wire names
+                yield (event_type if isinstance(event_type, str) else sc.OTHER), None, None
                 continue
             text = _chunk_bytes(message.payload).decode("utf-8")
             name = classify.peek_type(text)  # the common case: no full parse of events that carry no error
@@ -220,24 +222,29 @@ def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
         return response, None
     original = response.stream
     rest = iter(original)
-    chunks: list[bytes] = []
-    failure: Exception | None = None
-    try:
-        for chunk in rest:
-            chunks.append(chunk)
-            if look.feed(chunk):
-                break
-    except Exception as exc:  # the wire's: raised to the caller where it happened, after the bytes read
-        failure = exc
-    except BaseException:  # interrupted (KeyboardInterrupt): release the connection and go on interrupting
-        response.close()
-        raise
+    chunks, failure = _read_first(look, rest, response.close)
     error_response = _error_response(response, look)
     if error_response is not None:
         response.close()
         return error_response, look
     response.stream = replay(original, chunks, rest, failure)
     return response, look
+
+
+def _read_first(look: Lookahead, rest: Any, close: Any) -> tuple[list[bytes], Exception | None]:
+    """Feed `look` the body's first chunks until it has decided: (the chunks read, the exception reading raised)."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in rest:
+            chunks.append(chunk)
+            if look.feed(chunk):
+                break
+    except Exception as exc:  # the wire's: raised to the caller where it happened, after the bytes read
+        return chunks, exc
+    except BaseException:  # interrupted (KeyboardInterrupt): release the connection and go on interrupting
+        close()
+        raise
+    return chunks, None
 
 
 async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
@@ -353,3 +360,86 @@ def _replay_class(response: Any, kind: type) -> type | None:
             return None
         replay = _REPLAY_CLASSES[cls, kind] = type(f"Replayed{name}", (kind, base), {})
     return replay
+
+
+# -- botocore (boto3's bedrock-runtime streams): the same look-ahead at `Endpoint._send` -------------------------
+
+# In-band error type -> (HTTP status, the error code botocore reads from `x-amzn-ErrorType`): what Bedrock answers
+# for that error before a stream opens, among what botocore retries in its legacy, standard and adaptive modes
+# (throttling codes, 429, 500, 503). A 529 is not among them: an overloaded_error is handed over as Bedrock's 503.
+AWS_RETRY = {
+    "rate_limit_error": (429, "ThrottlingException"),
+    "throttlingException": (429, "ThrottlingException"),
+    "overloaded_error": (503, "ServiceUnavailableException"),
+    "serviceUnavailableException": (503, "ServiceUnavailableException"),
+    "api_error": (500, "InternalServerException"),
+    "internalServerException": (500, "InternalServerException"),
+    "modelStreamErrorException": (500, "ModelStreamErrorException"),
+}
+
+
+def read_ahead_aws(response: Any) -> tuple[Any, Lookahead | None]:
+    """The botocore twin of `read_ahead`, for an `AWSResponse` whose `raw` is urllib3's streamed response: botocore
+    gets an HTTP error response (its retry handler then applies the client's retry mode, and raises the modelled
+    exception once the attempts are spent), or the same response whose `raw.stream()` replays what was read."""
+    look = Lookahead.for_response(response)
+    if look is None:
+        return response, None
+    raw = response.raw
+    rest = raw.stream()
+    chunks, failure = _read_first(look, rest, raw.close)
+    if look.retryable is not None:
+        try:
+            error_response = _aws_error_response(response, look.retryable)
+        except Exception:
+            log.debug("bedrock_otel: building the HTTP error for an in-band error failed", exc_info=True)
+            look.failed, look.retryable = True, None
+        else:
+            raw.close()
+            return error_response, look
+    response.raw = _RawReplay(raw, chunks, rest, failure)
+    return response, look
+
+
+def _aws_error_response(response: Any, error: InBandError) -> Any:
+    from botocore.awsrequest import AWSResponse
+
+    status, code = AWS_RETRY[error.error_type]
+    body = json.dumps({"message": error.message}).encode("utf-8")
+    headers = {k: v for k, v in response.headers.items() if k.lower().encode() not in _FRAMING_HEADERS}
+    headers.update({"x-amzn-ErrorType": code, "content-type": "application/json", "content-length": str(len(body))})
+    return AWSResponse(response.url, status, headers, _Body(body))
+
+
+class _Body:
+    """The body of a handed-over error response, as botocore reads one (`stream()`, `read()`, `close()`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        data, self._data = self._data, b""
+        if data:
+            yield data
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+    def close(self) -> None:
+        self._data = b""
+
+
+class _RawReplay:
+    """urllib3's response with `stream()` yielding the chunks read ahead, then what reading raised or the rest;
+    everything else (`close()`, `release_conn()`, attributes) is the response's own."""
+
+    def __init__(self, raw: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+        self._raw = raw
+        self._replay = _SyncReplay(raw, chunks, rest, failure)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return iter(self._replay)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
@@ -18,31 +19,54 @@ if TYPE_CHECKING:
 
 
 def start_span(tracer: Tracer, labels: CallLabels, settings: Settings, options: Any, client: Any) -> Any:
-    attributes = labels.span_attributes()
-    attributes[sc.REQUEST_STREAM] = True
-    _server(attributes, client)
+    """The span of an Anthropic SDK call: request parameters from the SDK's request options."""
     body = getattr(options, "json_data", None)
+    parameters: dict[str, Any] = {}
+    messages = None
     if isinstance(body, dict):
         for key, attribute in sc.REQUEST_PARAMETERS:
             value = body.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                attributes[attribute] = value
-        if settings.capture_content and "messages" in body:
-            attributes[sc.INPUT_MESSAGES] = _truncate(body["messages"], settings.content_max_length)
+                parameters[attribute] = value
+        messages = body.get("messages")
+    url = getattr(client, "base_url", None)
+    server = _server(getattr(url, "host", None), getattr(url, "port", None), getattr(url, "scheme", ""))
+    return open_span(tracer, labels, settings, {**server, **parameters}, lambda: messages)
+
+
+def open_span(tracer: Tracer, labels: CallLabels, settings: Settings, request: dict[str, Any],
+              messages: Callable[[], Any]) -> Any:
+    """A started CLIENT span with the call's labels and `request` attributes; `messages()` (the request's
+    messages, read only when content capture is on) goes into `gen_ai.input.messages`."""
+    attributes = labels.span_attributes()
+    attributes[sc.REQUEST_STREAM] = True
+    attributes.update(request)
+    if settings.capture_content:
+        content = messages()
+        if content is not None:
+            attributes[sc.INPUT_MESSAGES] = _truncate(content, settings.content_max_length)
     name = f"{sc.OPERATION_CHAT} {labels.model}" if labels.model else sc.OPERATION_CHAT
     return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
 
 
-def _server(attributes: dict[str, Any], client: Any) -> None:
-    """`server.address` and `server.port` from the client's base URL (the host the SDK sends to; the port as
-    the conventions want it, the scheme's default when the URL has none)."""
-    url = getattr(client, "base_url", None)
-    host = getattr(url, "host", None)
-    if isinstance(host, str) and host:
-        attributes[sc.SERVER_ADDRESS] = host
-        port = getattr(url, "port", None) or {"https": 443, "http": 80}.get(getattr(url, "scheme", ""))
-        if isinstance(port, int):
-            attributes[sc.SERVER_PORT] = port
+def server_of_url(url: Any) -> dict[str, Any]:
+    """`server.address` and `server.port` of a URL string (botocore's endpoint URL)."""
+    if not isinstance(url, str):
+        return {}
+    parsed = urlsplit(url)
+    return _server(parsed.hostname, parsed.port, parsed.scheme)
+
+
+def _server(host: Any, port: Any, scheme: Any) -> dict[str, Any]:
+    """`server.address` and `server.port` of the host the client sends to (the port as the conventions want it,
+    the scheme's default when the URL has none)."""
+    if not isinstance(host, str) or not host:
+        return {}
+    found: dict[str, Any] = {sc.SERVER_ADDRESS: host}
+    port = port or {"https": 443, "http": 80}.get(scheme)
+    if isinstance(port, int):
+        found[sc.SERVER_PORT] = port
+    return found
 
 
 def end_span(span: Any, obs: StreamObserver, outcome: str, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""AWS event-stream encoder (standard library only), as Bedrock's invoke-with-response-stream sends it.
+"""AWS event-stream encoder (standard library only), as Bedrock's invoke-with-response-stream and converse-stream
+send it.
 
 Frame: total length, headers length, prelude CRC32, headers, payload, message CRC32 (all big-endian).
 """
@@ -51,3 +52,11 @@ def exception_frame(exception_type: str, message: str) -> bytes:
     headers = {":exception-type": exception_type, ":content-type": "application/json", ":message-type": "exception"}
     return encode_frame(headers, json.dumps({"message": message}).encode("utf-8"))
 
+
+
+def event_frame(event_type: str, payload: Any) -> bytes:
+    """A ConverseStream event frame (`messageStart`, `contentBlockDelta`, ...) with a JSON payload (a dict, or raw
+    bytes for a malformed one)."""
+    data = json.dumps(payload, separators=(",", ":")).encode("utf-8") if isinstance(payload, dict) else payload
+    headers = {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"}
+    return encode_frame(headers, data)

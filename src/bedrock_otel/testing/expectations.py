@@ -136,3 +136,81 @@ def expected(scenario: str, provider: str) -> Expected:
     if scenario == "large_event":
         return Expected("completed", dict(NORMAL_EVENTS), usage=dict(NORMAL_USAGE))
     raise KeyError(scenario)
+
+
+# -- boto3: InvokeModelWithResponseStream and ConverseStream ------------------------------------------------------
+
+# what an Anthropic event of a scenario is on a Converse stream (the server's ConverseEncoder); a text block's
+# content_block_start, ping, chunks without a type and event types Converse lacks reach no Converse client
+CONVERSE_NAMES = {"message_start": "messageStart", "content_block_delta": "contentBlockDelta",
+                  "content_block_stop": "contentBlockStop", "message_delta": "messageStop",
+                  "message_stop": "metadata", "error": "error"}
+
+
+def expected_boto3(scenario: str, kind: str) -> Expected:
+    """One boto3 stream's telemetry (`kind`: `boto3_invoke` or `boto3_converse`), with botocore's standard
+    retries at 3 attempts. botocore types nothing (no #1472 masquerade) and hands chunks over undecoded."""
+    if scenario == "invalid_json":  # boto3 does not decode chunk.bytes: the stream goes on past the bad chunk
+        exp = Expected("completed", {**NORMAL_EVENTS, "_OTHER": 1}, malformed={("_NONE", "invalid_json"): 1},
+                       usage=dict(NORMAL_USAGE))
+    elif scenario == "http_429_no_retry_after":  # x-should-retry is the Anthropic API's; botocore retries the 429
+        exp = expected("http_429", "bedrock")
+    elif scenario == "http_529_then_ok":  # botocore does not retry a 529
+        exp = Expected("error", http={"529": 1})
+    else:
+        exp = expected(scenario, "bedrock")
+        exp.malformed = {k: n for k, n in exp.malformed.items() if k[1] != "start_without_message"}
+    if kind == "boto3_invoke":
+        return _unmodelled_as_other(exp, "InvokeModelWithResponseStream")
+    return _unmodelled_as_other(_as_converse(exp, scenario), "ConverseStream")
+
+
+def _unmodelled_as_other(exp: Expected, operation: str) -> Expected:
+    """botocore names an exception frame only if the installed service model has it on this operation's stream
+    (ConverseStream has no modelTimeoutException); else its error code is empty, recorded as `_OTHER`."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model(operation)
+    (stream,) = (shape for shape in model.output_shape.members.values() if shape.serialization.get("eventstream"))
+    known = set(stream.members)
+    exp.error_frames = {(t if s != "exception_frame" or t in known else "_OTHER", s): n
+                        for (t, s), n in exp.error_frames.items()}
+    return exp
+
+
+def _as_converse(exp: Expected, scenario: str) -> Expected:
+    from .server import AWS_ERRORS
+
+    events: dict[str, int] = {}
+    for name, count in exp.events.items():
+        if name in CONVERSE_NAMES:
+            events[CONVERSE_NAMES[name]] = events.get(CONVERSE_NAMES[name], 0) + count
+    if scenario == "invalid_json":  # botocore yields an undecodable Converse event as an empty one
+        events["contentBlockDelta"] += 1
+    frames: dict[tuple[str, str], int] = {}
+    rates = {k: n for k, n in exp.rate_limits.items() if k == "http_429"}
+    for (error_type, source), count in exp.error_frames.items():
+        if source != "exception_frame":  # Converse has no in-band error events: Bedrock sends the exception frame
+            aws = AWS_ERRORS.get(error_type, "ModelStreamErrorException")
+            error_type = aws[0].lower() + aws[1:]
+        frames[(error_type, "exception_frame")] = count
+        if error_type == "throttlingException":
+            rates["exception_frame"] = count
+    outcome = exp.outcome
+    if outcome == "truncated" and "messageStop" in events:  # message_delta becomes messageStop: complete
+        outcome = "completed"
+    usage = _converse_usage() if "metadata" in events else {}  # Converse reports usage in metadata only
+    return Expected(outcome, events, frames, {}, rates, exp.http, usage)
+
+
+def _converse_usage() -> dict[str, int]:
+    """The scenario's usage as botocore yields it: the cache token counts only where the installed service model
+    has them (they came with prompt caching; botocore drops members its model lacks)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("ConverseStream")
+    (stream,) = (shape for shape in model.output_shape.members.values() if shape.serialization.get("eventstream"))
+    fields = set(stream.members["metadata"].members["usage"].members)
+    wire = {"input": "inputTokens", "output": "outputTokens", "cache_read": "cacheReadInputTokens",
+            "cache_creation": "cacheWriteInputTokens"}
+    return {k: n for k, n in NORMAL_USAGE.items() if wire[k] in fields}

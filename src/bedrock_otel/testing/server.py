@@ -1,9 +1,14 @@
-"""A loopback HTTP server that speaks Bedrock's invoke-with-response-stream and the first-party Messages API.
+"""A loopback HTTP server that speaks Bedrock's invoke-with-response-stream and converse-stream (as the Anthropic
+SDK's Bedrock clients and boto3's `bedrock-runtime` client call them, SigV4-signed requests accepted), Vertex's
+`:streamRawPredict` and the first-party Messages API.
 
 Which scenario a request gets: the `x-bedrock-otel-scenario` request header (pass it with the SDK's
-`extra_headers=`), else the one set with `play()`. The attempt number (for scripted retries) comes from the
-SDK's `x-stainless-retry-count` header, or on SDKs that do not send it from a counter per scenario and
-`x-bedrock-otel-stream` header (a per-stream id, so concurrent streams do not share a count).
+`extra_headers=`; for boto3, `workload.boto3_scenario`), else the one set with `play()`. The attempt number (for
+scripted retries) comes from the SDK's `x-stainless-retry-count` header or botocore's `amz-sdk-request:
+attempt=N`, or on clients that send neither from a counter per scenario and `x-bedrock-otel-stream` header (a
+per-stream id, so concurrent streams do not share a count).
+
+A scenario is written in Anthropic events; on converse-stream they are sent as Converse events (`ConverseEncoder`).
 """
 
 from __future__ import annotations
@@ -69,6 +74,75 @@ def encode_bedrock(part: Any) -> bytes:
     return _encode_either(part, encode_bedrock)
 
 
+# what Bedrock names an Anthropic error type, as the `x-amzn-ErrorType` of an HTTP error and as an exception frame
+# on converse-stream (which has no in-band error events)
+AWS_ERRORS = {"rate_limit_error": "ThrottlingException", "overloaded_error": "ServiceUnavailableException",
+              "api_error": "InternalServerException", "invalid_request_error": "ValidationException"}
+
+
+def _frame_name(aws_error: str) -> str:
+    return aws_error[0].lower() + aws_error[1:]  # ThrottlingException -> throttlingException
+
+
+class ConverseEncoder:
+    """Anthropic events as ConverseStream sends them: messageStart, contentBlockStart (not for text blocks),
+    contentBlockDelta, contentBlockStop, messageStop (from message_delta) and metadata with the usage (from
+    message_stop). `ping` and chunks without a type have no Converse form and send nothing; an in-band error
+    becomes the exception frame Bedrock sends for it. One encoder per reply: it carries the usage along."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, int] = {}
+
+    def __call__(self, part: Any) -> bytes:
+        if isinstance(part, Event):
+            return self._event(part.payload)
+        if isinstance(part, ExceptionFrame):
+            return eventstream.exception_frame(part.exception_type, part.message)
+        if isinstance(part, TypelessChunk):
+            return b""
+        if isinstance(part, Raw):
+            return eventstream.event_frame("contentBlockDelta", part.data)
+        if isinstance(part, Corrupt):
+            frame = bytearray(self(part.part))
+            frame[len(frame) // 2] ^= 0x01
+            return bytes(frame)
+        return _encode_either(part, self)
+
+    def _event(self, event: dict[str, Any]) -> bytes:
+        kind, index = event.get("type"), event.get("index", 0)
+        if kind == "message_start":
+            usage = event.get("message", {}).get("usage", {})
+            self.usage = {"inputTokens": usage.get("input_tokens", 0),
+                          "cacheReadInputTokens": usage.get("cache_read_input_tokens", 0),
+                          "cacheWriteInputTokens": usage.get("cache_creation_input_tokens", 0)}
+            return eventstream.event_frame("messageStart", {"role": "assistant"})
+        if kind == "content_block_start":
+            block = event.get("content_block", {})
+            if block.get("type") == "text":
+                return b""
+            start = {"toolUse": {"toolUseId": block.get("id", ""), "name": block.get("name", "")}}
+            return eventstream.event_frame("contentBlockStart", {"start": start, "contentBlockIndex": index})
+        if kind == "content_block_delta":
+            delta = event.get("delta", {})
+            body = {"text": delta["text"]} if "text" in delta else {"toolUse": {"input": delta.get("partial_json", "")}}
+            return eventstream.event_frame("contentBlockDelta", {"delta": body, "contentBlockIndex": index})
+        if kind == "content_block_stop":
+            return eventstream.event_frame("contentBlockStop", {"contentBlockIndex": index})
+        if kind == "message_delta":
+            self.usage["outputTokens"] = event.get("usage", {}).get("output_tokens", 0)
+            return eventstream.event_frame("messageStop", {"stopReason": event.get("delta", {}).get("stop_reason")})
+        if kind == "message_stop":
+            usage = {**self.usage, "totalTokens": sum(self.usage.values())}
+            return eventstream.event_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 1}})
+        if kind == "ping":
+            return b""
+        if kind == "error":
+            error = event.get("error", {})
+            name = _frame_name(AWS_ERRORS.get(error.get("type"), "ModelStreamErrorException"))
+            return eventstream.exception_frame(name, error.get("message", ""))
+        return eventstream.event_frame(str(kind), event)  # a type Converse does not have
+
+
 def _encode_either(part: Any, encode: Any) -> bytes:
     """Parts that mean the same bytes on both protocols."""
     if isinstance(part, Garbage):
@@ -90,10 +164,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         bedrock = self.path.startswith("/model/")
-        streaming = self.path.endswith("invoke-with-response-stream") or (not bedrock and body.get("stream"))
+        streaming = self.path.endswith(("invoke-with-response-stream", "converse-stream")) or (
+            not bedrock and body.get("stream"))
         scenario = self.server.owner.scenario_for(self.headers.get(SCENARIO_HEADER))
-        attempt = self.server.owner.attempt_for(scenario, self.headers.get("x-stainless-retry-count"),
-                                                self.headers.get(STREAM_HEADER, ""))
+        retry_count = self.headers.get("x-stainless-retry-count")
+        aws_attempt = self.headers.get("amz-sdk-request", "").partition("attempt=")[2].partition(";")[0]
+        if retry_count is None and aws_attempt.isdigit():  # botocore numbers attempts from 1
+            retry_count = str(int(aws_attempt) - 1)
+        attempt = self.server.owner.attempt_for(scenario, retry_count, self.headers.get(STREAM_HEADER, ""))
         self.server.owner.record(self.path, dict(self.headers), scenario.name, attempt)
         reply = scenario.reply_for(attempt)
         if reply.json_body is not None or not streaming:
@@ -119,11 +197,16 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
                        "stop_sequence": None, "content": [{"type": "text", "text": "Hello"}],
                        "usage": {"input_tokens": 1, "output_tokens": 1}}
+        aws_error = None
         if bedrock and reply.status >= 400:
-            payload = {"message": payload.get("error", {}).get("message", "error")}
+            error = payload.get("error", {})
+            aws_error = AWS_ERRORS.get(error.get("type"), "InternalServerException")
+            payload = {"message": error.get("message", "error")}
         data = json.dumps(payload).encode()
         self.send_response(reply.status)
         self.send_header("content-type", "application/json")
+        if aws_error is not None:  # as Bedrock names its errors (botocore reads the code here)
+            self.send_header("x-amzn-ErrorType", f"{aws_error}:http://internal.amazon.com/coral/com.amazon.bedrock/")
         self.send_header("content-length", str(len(data)))
         self._common_headers(reply, bedrock)
         self.end_headers()
@@ -135,7 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self._common_headers(reply, bedrock)
         self.end_headers()
-        encode = encode_bedrock if bedrock else encode_sse
+        encode: Any = encode_bedrock if bedrock else encode_sse
+        if self.path.endswith("converse-stream"):
+            encode = ConverseEncoder()
         pace = self.server.owner.pace
         for i, part in enumerate(reply.parts):
             if pace:
@@ -149,7 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(part.seconds)
                 continue
             data = encode(part)
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            if data:  # an empty chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.write(b"0\r\n\r\n")
 
 
@@ -179,6 +265,11 @@ class ClientArguments:
         """Arguments for `anthropic.AnthropicBedrock(...)` / `AsyncAnthropicBedrock(...)` (SigV4 with fake keys)."""
         return {"aws_access_key": "AKIDTEST", "aws_secret_key": "secret", "aws_region": region,
                 "base_url": self.url, **overrides}
+
+    def boto3_client_kwargs(self, region: str = "us-east-1", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `boto3.client("bedrock-runtime", ...)` pointed at this server (SigV4 with fake keys)."""
+        return {"region_name": region, "endpoint_url": self.url, "aws_access_key_id": "AKIDTEST",
+                "aws_secret_access_key": "secret", **overrides}
 
     def vertex_client_kwargs(self, region: str = "europe-west1", **overrides: Any) -> dict[str, Any]:
         """Arguments for `anthropic.AnthropicVertex(...)` / `AsyncAnthropicVertex(...)` (a fixed access token: no

@@ -1,18 +1,23 @@
-"""Drive the real installed SDK against a `LoopbackServer`: one stream the way an application reads it, or a
-concurrent mix of providers, sync/async, `create(stream=True)`/helpers and faults (the demo's traffic).
+"""Drive the real installed SDK, and boto3's bedrock-runtime client, against a `LoopbackServer`: one stream the
+way an application reads it, or a concurrent mix of providers, sync/async, `create(stream=True)`/helpers, boto3's
+two stream calls and faults (the demo's traffic).
 
 Each stream sends the `x-bedrock-otel-scenario` header (what the server answers) and `x-bedrock-otel-stream`
 (so scripted retries count attempts per stream, even under concurrency and on SDKs without a retry header).
+boto3 has no per-call headers: a client from `make_boto3_client` adds them from `boto3_scenario(...)`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import random
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,8 +26,15 @@ from . import scenarios
 from .server import SCENARIO_HEADER, STREAM_HEADER, ClientArguments
 
 PROVIDERS = ("first_party", "bedrock", "vertex")  # Anthropic, AnthropicBedrock, AnthropicVertex (and the Async ones)
-# the gen_ai.provider.name each of them is recorded under
-PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX}
+# boto3's bedrock-runtime client: invoke_model_with_response_stream, converse_stream (sync: boto3 has no async)
+BOTO3 = ("boto3_invoke", "boto3_converse")
+CLIENTS = (*PROVIDERS, *BOTO3)
+# the gen_ai.provider.name each of them is recorded under, and the anthropic.stream.api
+PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX,
+                  "boto3_invoke": sc.PROVIDER_BEDROCK, "boto3_converse": sc.PROVIDER_BEDROCK}
+STREAM_APIS = {**dict.fromkeys(PROVIDERS, sc.API_MESSAGES), "boto3_invoke": sc.API_INVOKE,
+               "boto3_converse": sc.API_CONVERSE}
+BOTO3_RETRY_MODES = ("legacy", "standard", "adaptive")
 MODES = ("sync", "async")
 APIS = ("create", "helper", "beta_create", "beta_helper", "next")
 
@@ -75,7 +87,67 @@ def make_client(server: ClientArguments, provider: str, mode: str, **options: An
 
 
 def model_for(provider: str) -> str:
-    return scenarios.BEDROCK_MODEL if provider == "bedrock" else scenarios.MODEL
+    return scenarios.BEDROCK_MODEL if provider == "bedrock" or provider in BOTO3 else scenarios.MODEL
+
+
+# -- boto3 --------------------------------------------------------------------------------------------------
+
+_BOTO3_HEADERS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "bedrock_otel_boto3_headers", default=None)
+
+
+def make_boto3_client(server: ClientArguments, retry_mode: str = "standard", attempts: int = 3,
+                      read_timeout: float = CLIENT_TIMEOUT_S, region: str = "us-east-1", **config: Any) -> Any:
+    """A boto3 `bedrock-runtime` client for `region` pointed at `server`, with botocore's `retry_mode` and at most
+    `attempts` attempts per call (more `botocore.config.Config` options in `config`); it sends the scenario
+    headers set with `boto3_scenario`."""
+    import boto3
+    from botocore.config import Config
+
+    settings = Config(retries={"mode": retry_mode, "total_max_attempts": attempts}, read_timeout=read_timeout,
+                      connect_timeout=CLIENT_TIMEOUT_S, **config)
+    client = boto3.client("bedrock-runtime", config=settings, **server.boto3_client_kwargs(region))
+    client.meta.events.register("before-sign.bedrock-runtime.*", _scenario_headers)
+    return client
+
+
+def _scenario_headers(request: Any, **_: Any) -> None:
+    for name, value in (_BOTO3_HEADERS.get() or {}).items():
+        request.headers[name] = value
+
+
+@contextmanager
+def boto3_scenario(scenario: str, stream_id: str = "") -> Iterator[None]:
+    """Calls of clients from `make_boto3_client` in this block ask the server for `scenario`."""
+    headers = {SCENARIO_HEADER: scenario, **({STREAM_HEADER: stream_id} if stream_id else {})}
+    token = _BOTO3_HEADERS.set(headers)
+    try:
+        yield
+    finally:
+        _BOTO3_HEADERS.reset(token)
+
+
+def boto3_stream(client: Any, kind: str, model: str = scenarios.BEDROCK_MODEL) -> Any:
+    """Start one stream the way applications do; return botocore's EventStream."""
+    if kind == "boto3_invoke":
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 16,
+                "messages": [{"role": "user", "content": "hi"}]}
+        return client.invoke_model_with_response_stream(modelId=model, body=json.dumps(body))["body"]
+    messages = [{"role": "user", "content": [{"text": "hi"}]}]
+    return client.converse_stream(modelId=model, messages=messages, inferenceConfig={"maxTokens": 16})["stream"]
+
+
+def consume_boto3(client: Any, kind: str, scenario: str, stream_id: str = "") -> Seen:
+    """Read one boto3 stream to its end; the exception (class and message, which carries the AWS error code)
+    is caught and kept."""
+    items: list[str] = []
+    with boto3_scenario(scenario, stream_id):
+        try:
+            for event in boto3_stream(client, kind):
+                items.append(repr(event))
+        except Exception as exc:
+            return Seen(items, (type(exc).__name__, str(exc)))
+    return Seen(items, None)
 
 
 def request_for(provider: str, scenario: str, stream_id: str = "") -> dict[str, Any]:
@@ -168,9 +240,9 @@ async def aconsume(client: Any, provider: str, api: str, scenario: str, stream_i
 
 
 def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int = 0,
-         apis: tuple[str, ...] = ("create", "helper")) -> list[Planned]:
-    """`streams` streams: faults at their rates (a share in [0, 1]), the rest healthy; providers, modes and
-    APIs spread evenly. Deterministic for a seed."""
+         apis: tuple[str, ...] = ("create", "helper"), clients: tuple[str, ...] = PROVIDERS) -> list[Planned]:
+    """`streams` streams: faults at their rates (a share in [0, 1]), the rest healthy; clients (`CLIENTS`), modes
+    and APIs spread evenly (boto3 streams are sync). Deterministic for a seed."""
     unknown = sorted(set(faults) - set(scenarios.ALL))
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; accepted: {', '.join(sorted(scenarios.ALL))}")
@@ -184,9 +256,10 @@ def plan(streams: int, faults: Mapping[str, float] = DEFAULT_FAULTS, seed: int =
         scenario = rng.choices(names, weights)[0]
         if scenario == "_healthy":
             scenario = HEALTHY[rng.random() < 0.1]
-        n = len(PROVIDERS)
-        planned.append(Planned(PROVIDERS[i % n], MODES[(i // n) % 2], apis[(i // (2 * n)) % len(apis)], scenario,
-                               f"s{seed}-{i}"))
+        n = len(clients)
+        kind = clients[i % n]
+        mode = "sync" if kind in BOTO3 else MODES[(i // n) % 2]
+        planned.append(Planned(kind, mode, apis[(i // (2 * n)) % len(apis)], scenario, f"s{seed}-{i}"))
     return planned
 
 
@@ -207,9 +280,15 @@ def run(server: ClientArguments, streams: list[Planned], concurrency: int = 8,
     sync = [p for p in streams if p.mode == "sync"]
     # a generous connect timeout: hundreds of connects at once on a busy machine outlast the SDK's 5 s default
     clients = {provider: make_client(server, provider, "sync", timeout=CLIENT_TIMEOUT_S) for provider in PROVIDERS}
+    if any(p.provider in BOTO3 for p in streams):
+        boto3_client = make_boto3_client(server, max_pool_connections=concurrency)
+        clients.update(dict.fromkeys(BOTO3, boto3_client))
 
     def one(p: Planned) -> None:
-        done(consume(clients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
+        if p.provider in BOTO3:
+            done(consume_boto3(clients[p.provider], p.provider, p.scenario, p.stream_id))
+        else:
+            done(consume(clients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
 
     async def run_async() -> None:
         aclients = {provider: make_client(server, provider, "async", timeout=CLIENT_TIMEOUT_S)
@@ -233,6 +312,6 @@ def run(server: ClientArguments, streams: list[Planned], concurrency: int = 8,
             list(pool.map(one, sync))
     finally:
         async_thread.join()
-        for client in clients.values():
+        for client in {id(c): c for c in clients.values()}.values():
             client.close()
     return results
