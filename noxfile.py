@@ -5,6 +5,7 @@ venvs). The matrix comes from src/bedrock_otel/support.py, which `bedrock-otel d
     python -m nox -s "tests(anthropic='0.97.0')"             # one SDK version on the default Python
     python -m nox -s "pythons(python='3.9', anthropic='0.25.9')"   # one SDK version on another Python
     python -m nox -s newest                                  # whatever anthropic release is newest today
+    python -m nox -s "botocore(botocore='1.31.57')"          # the boto3 suite on an older botocore
     python -m nox -s heavy                                   # the scale tests (cardinality, reduced soak)
     python -m nox -s floors                                  # the lowest versions pyproject.toml allows
     python -m nox -s sdk_suite                               # the SDK's own tests, bare and in retry mode
@@ -90,6 +91,16 @@ def pythons(session: nox.Session, anthropic: str) -> None:
     # resolves older exporters (3.9: grpcio 1.80, opentelemetry-sdk 1.41): the exporters' tests are where it shows
     full = (session.python, anthropic) in ((pythons[0], SDK_VERSIONS[0]), (pythons[-1], NEWEST))
     _suite(session, anthropic, "not heavy" if full else "not heavy and not sdk_independent")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("botocore", SUPPORT["TESTED_BOTOCORE"])
+def botocore(session: nox.Session, botocore: str) -> None:
+    """The boto3 suite (bedrock-runtime streams) on an older botocore landmark; every other session installs the
+    newest botocore, so the newest is covered everywhere."""
+    _install(session, NEWEST, f"botocore=={botocore}")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *PARALLEL, "-m", "boto3 and not heavy",
+                *session.posargs)
 
 
 def _newest_release() -> str:

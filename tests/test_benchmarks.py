@@ -70,3 +70,14 @@ def test_backend_outage_compares_the_bare_sdk_pipeline_with_ours(tmp_path: Path)
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["sdk_s"] > 0 and row["bedrock_otel_s"] > 0
+
+
+def test_boto3_cost_times_both_apis_bare_and_instrumented(tmp_path: Path) -> None:
+    out = tmp_path / "boto3.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "boto3_cost.py"), "--rounds", "1", "--reps", "2",
+                             "--long", "40", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"boto3_invoke", "boto3_converse"}
+    assert all(set(f) == {"per_stream_us", "per_event_us"} for f in figures.values())
+    assert [line.split()[0] for line in result.stdout.splitlines()] == ["boto3_invoke", "boto3_converse"]

@@ -23,6 +23,7 @@ from bedrock_otel.cli import summary
 from bedrock_otel.config import SETTINGS
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios, workload
+from bedrock_otel.testing.expectations import expected, expected_boto3
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 from bedrock_otel.testing.prometheus import free_port
 
@@ -155,8 +156,6 @@ def test_run_exports_otlp_and_flushes_at_exit(app: Path, bedrock_otel_server: An
 
 DEMO_FAULTS = {"error_first": 0.15, "error_mid": 0.1, "exception_throttlingException": 0.1,
                "http_429_then_ok": 0.1, "truncated": 0.1}
-OUTCOME_OF = {"normal": "completed", "ping": "completed", "http_429_then_ok": "completed", "error_first": "error",
-              "error_mid": "error", "exception_throttlingException": "error", "truncated": "truncated"}
 
 
 def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_path: Path) -> None:
@@ -180,31 +179,38 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
     application = shown.pop("application saw")
     assert shown == json.loads(json.dumps(scraped))  # the summary is exactly what /metrics serves
 
-    plan = workload.plan(streams, DEMO_FAULTS, seed=seed)
+    plan = workload.plan(streams, DEMO_FAULTS, seed=seed, clients=workload.CLIENTS)
     planned = Counter(p.scenario for p in plan)
-    assert set(planned) - set(OUTCOME_OF) == set() and planned["error_first"] and planned["truncated"]
+    assert planned["error_first"] and planned["truncated"] and {p.provider for p in plan} == set(workload.CLIENTS)
     outcomes: Counter[str] = Counter()
-    for scenario, count in planned.items():
-        outcomes[OUTCOME_OF[scenario]] += count
+    frames: Counter[str] = Counter()
+    rate_limits: Counter[str] = Counter()
+    http: Counter[str] = Counter()
+    pings = 0
+    for p in plan:  # what the contract says each planned stream records, through its client
+        exp = expected_boto3(p.scenario, p.provider) if p.provider in workload.BOTO3 else expected(p.scenario,
+                                                                                                   p.provider)
+        outcomes[exp.outcome] += 1
+        frames.update({f"{t} ({s})": n for (t, s), n in exp.error_frames.items()})
+        rate_limits.update(exp.rate_limits)
+        http.update(exp.http)
+        pings += exp.events.get("ping", 0)
 
     def totals(section: str) -> dict[str, float]:
         return {row: sum(cells.values()) for row, cells in shown[section].items()}
 
     assert totals("streams by outcome") == dict(outcomes)
     assert sum(application.values()) == streams
-    frames = totals("error frames by error.type (source)")
-    assert frames == {"rate_limit_error (event)": planned["error_first"],
-                      "overloaded_error (event)": planned["error_mid"],
-                      "throttlingException (exception_frame)": planned["exception_throttlingException"]}
-    assert totals("rate-limit hits by source") == {"error_event": planned["error_first"],
-                                                   "exception_frame": planned["exception_throttlingException"],
-                                                   "http_429": planned["http_429_then_ok"]}
-    assert totals("HTTP responses by status") == {"200": streams, "429": planned["http_429_then_ok"]}
-    assert totals("SSE events by type")["ping"] == planned["ping"]
+    assert totals("error frames by error.type (source)") == dict(frames)
+    assert totals("rate-limit hits by source") == dict(rate_limits)
+    assert totals("HTTP responses by status") == dict(http)
+    assert totals("SSE events by type")["ping"] == pings
+    assert set(shown["streams by outcome"]["completed"]) == {"anthropic", "aws.bedrock", "gcp.vertex_ai",
+                                                             "boto3 invoke", "boto3 converse"}  # a column each
     p50, p95 = shown[summary.TTFC]["total"]["p50"], shown[summary.TTFC]["total"]["p95"]
     assert 0 < p50 <= p95
     table = "".join(printed)  # the printed table shows the same numbers
-    assert "  rate_limit_error (event)" in table and f"{outcomes['completed']:>14,}" in table
+    assert "  rate_limit_error (event)" in table and f"{outcomes['completed']:>16,}" in table
     assert f"  p95{'':<39}" in table
 
 
@@ -223,10 +229,16 @@ def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) ->
                             capture_output=True, text=True, timeout=300, env=child_env())
     assert result.returncode == 0, result.stderr
     shown = json.loads(report.read_text())
-    planned = Counter(p.scenario for p in workload.plan(streams, RETRY_FAULTS, seed=seed))
+    plan = workload.plan(streams, RETRY_FAULTS, seed=seed, clients=workload.CLIENTS)
+    planned = Counter(p.scenario for p in plan)
     assert all(planned[name] for name in RETRY_FAULTS)
     once = planned["rate_limited_then_ok"] + planned["throttled_then_ok"]
     always = planned["throttled_always"]
+    # Converse has no in-band error events: its rate_limit_error is a throttlingException frame
+    converse = sum(p.scenario == "rate_limited_then_ok" and p.provider == "boto3_converse" for p in plan)
+    # what the client raises once the attempts are spent: the SDK's RateLimitError, botocore's ThrottlingException
+    saw = Counter("ok" if p.scenario != "throttled_always" else
+                  "ThrottlingException" if p.provider in workload.BOTO3 else "RateLimitError" for p in plan)
 
     def totals(section: str) -> dict[str, float]:
         return {row: sum(cells.values()) for row, cells in shown[section].items()}
@@ -235,11 +247,11 @@ def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) ->
         assert totals("streams by outcome")["error"] == once + always
         assert totals("in-band retries by error.type (result)") == {}
         return
-    assert shown["application saw"] == {"ok": streams - always, "RateLimitError": always}
+    assert shown["application saw"] == dict(saw)
     assert totals("streams by outcome") == {"completed": streams - always, "error": always}
     assert totals("in-band retries by error.type (result)") == {
-        "rate_limit_error (retried)": planned["rate_limited_then_ok"],
-        "throttlingException (retried)": planned["throttled_then_ok"] + 2 * always,
+        "rate_limit_error (retried)": planned["rate_limited_then_ok"] - converse,
+        "throttlingException (retried)": planned["throttled_then_ok"] + converse + 2 * always,
         "throttlingException (exhausted)": always}
     assert sum(totals("streams recovered by retry, by model").values()) == once
     assert "in-band retries by error.type (result)" in result.stdout

@@ -272,7 +272,7 @@ def test_end_to_end_every_panel_returns_data_and_an_alert_fires(tmp_path: Path) 
         assert endpoint is not None
         with PrometheusServer([host_port(endpoint.url)], rule_files=[test_rules]) as prometheus:
             prometheus.wait_for_scrapes(1)
-            workload.run(loopback, workload.plan(160, E2E_FAULTS, seed=3), concurrency=8)
+            workload.run(loopback, workload.plan(160, E2E_FAULTS, seed=3, clients=workload.CLIENTS), concurrency=8)
             prometheus.wait_for_scrapes(2)  # two scrapes after the workload: every new series has two points
 
             results = _query_every_panel(prometheus, primary_only=True)

@@ -35,3 +35,8 @@ DEFAULT_PYTHON = "3.11"
 TESTED_PYTHONS = {"3.9": ("0.25.9", "0.125.0"), "3.10": (NEWEST_TESTED_ANTHROPIC,),
                   "3.12": ("0.25.9", NEWEST_TESTED_ANTHROPIC), "3.13": ("0.25.9", NEWEST_TESTED_ANTHROPIC)}
 SUPPORTED_PYTHONS = tuple(sorted({DEFAULT_PYTHON, *TESTED_PYTHONS}, key=version_tuple))
+
+# botocore (boto3's bedrock-runtime streams): every session runs the newest release; these older landmarks run the
+# boto3 suite too: the floor of anthropic[bedrock] (`botocore >= 1.31.57`, InvokeModelWithResponseStream) and the
+# first with ConverseStream.
+TESTED_BOTOCORE = ("1.31.57", "1.34.116")

@@ -1,6 +1,6 @@
 """The main job on an embedded default: loopback Bedrock, first-party and Vertex servers, a concurrent workload
-through the real installed anthropic SDK with a mix of faults, the /metrics endpoint, and a summary of what was
-recorded.
+through the real installed anthropic SDK and boto3's bedrock-runtime client with a mix of faults, the /metrics
+endpoint, and a summary of what was recorded.
 
     bedrock-otel demo                          # 200 streams, default faults, then a summary
     bedrock-otel demo --serve                  # ... and keep serving /metrics until Ctrl-C
@@ -107,6 +107,15 @@ class Progress:
         self.stream.flush()
 
 
+def _boto3_version() -> str | None:
+    """The installed boto3's version (anthropic[bedrock] brings it), or None: the demo then leaves boto3 out."""
+    try:
+        import boto3
+    except ImportError:
+        return None
+    return str(boto3.__version__)
+
+
 def main(args: argparse.Namespace) -> int:
     import prometheus_client
 
@@ -134,9 +143,12 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"bedrock-otel demo: error: cannot serve /metrics on {args.addr}:{args.port} "
                          "(in use?); choose another with --port (0 picks a free one)\n")
         return 1
-    plan = workload.plan(args.streams, faults, seed=args.seed)
+    boto3 = _boto3_version()
+    clients = workload.CLIENTS if boto3 else workload.PROVIDERS
+    plan = workload.plan(args.streams, faults, seed=args.seed, clients=clients)
+    through = f"; boto3 {boto3}: invoke_model_with_response_stream, converse_stream" if boto3 else ""
     print(f"bedrock-otel demo: anthropic {anthropic.__version__}, {args.streams} streams "
-          f"(Bedrock, first-party and Vertex, sync and async, create and stream helpers), "
+          f"(Bedrock, first-party and Vertex, sync and async, create and stream helpers{through}), "
           f"faults: {', '.join(f'{k}={v:g}' for k, v in faults.items()) or 'none'}")
     print(f"  metrics: {server.url}")
     started = time.monotonic()

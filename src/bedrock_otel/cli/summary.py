@@ -12,7 +12,10 @@ from ..telemetry import catalog as c
 from ..telemetry.catalog import prometheus_label
 
 PROVIDER = prometheus_label(sc.PROVIDER)
+API = prometheus_label(sc.STREAM_API)
 TOTAL = "total"
+# boto3's APIs get a column each; the Anthropic SDK's Messages API a column per provider
+BOTO3_COLUMNS = {sc.API_INVOKE: "boto3 invoke", sc.API_CONVERSE: "boto3 converse"}
 # section title -> (instrument, the labels that name a row)
 SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
     "streams by outcome": (c.STREAMS, (sc.OUTCOME,)),
@@ -27,7 +30,12 @@ SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
 TTFC = "time to first chunk (s)"
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
 
-Table = dict[str, dict[str, float]]  # row -> provider -> value
+Table = dict[str, dict[str, float]]  # row -> column (provider, or boto3 API) -> value
+
+
+def column(labels: dict[str, str]) -> str:
+    """The summary column of a series: its provider for the Messages API, else boto3's API."""
+    return BOTO3_COLUMNS.get(labels.get(API, ""), labels[PROVIDER])
 
 
 def _row(labels: dict[str, str], names: tuple[str, ...]) -> str:
@@ -36,7 +44,7 @@ def _row(labels: dict[str, str], names: tuple[str, ...]) -> str:
 
 
 def summarize(families: Iterable[Any]) -> dict[str, Any]:
-    """{section: {row: {provider: value}}} for the counters, {provider: {p50, p95}} for time to first chunk."""
+    """{section: {row: {column: value}}} for the counters, {column: {p50, p95}} for time to first chunk."""
     by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in families:
         for sample in family.samples:
@@ -46,12 +54,12 @@ def summarize(families: Iterable[Any]) -> dict[str, Any]:
         table: Table = {}
         for labels, value in by_name.get(instrument.prometheus_name, ()):
             if value:
-                cells = table.setdefault(_row(labels, names), {})
-                cells[labels[PROVIDER]] = cells.get(labels[PROVIDER], 0) + value
+                cells, key = table.setdefault(_row(labels, names), {}), column(labels)
+                cells[key] = cells.get(key, 0) + value
         summary[title] = {row: table[row] for row in sorted(table)}
     buckets: dict[str, dict[float, float]] = {}
     for labels, value in by_name.get(c.TIME_TO_FIRST_CHUNK.prometheus_name + "_bucket", ()):
-        for provider in (labels[PROVIDER], TOTAL):
+        for provider in (column(labels), TOTAL):
             le = float(labels["le"])
             buckets.setdefault(provider, {})[le] = buckets.setdefault(provider, {}).get(le, 0) + value
     summary[TTFC] = {provider: {name: histogram_quantile(q, sorted(b.items())) for name, q in QUANTILES}
@@ -77,19 +85,19 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 
 def render(summary: dict[str, Any]) -> str:
-    """The summary as aligned text tables, one column per provider plus the total."""
+    """The summary as aligned text tables, one column per provider (boto3: per API) plus the total."""
     providers = sorted({p for title in SECTIONS for cells in summary[title].values() for p in cells})
     header = [*providers, TOTAL]
     lines: list[str] = []
     for title in SECTIONS:
-        lines.append(f"{title:<44}" + "".join(f"{h:>14}" for h in header))
+        lines.append(f"{title:<44}" + "".join(f"{h:>16}" for h in header))
         rows = summary[title] or {"(none)": {}}
         for row, cells in rows.items():
             values = [cells.get(p, 0) for p in providers]
-            lines.append(f"  {row:<42}" + "".join(f"{v:>14,.0f}" for v in [*values, sum(values)]))
+            lines.append(f"  {row:<42}" + "".join(f"{v:>16,.0f}" for v in [*values, sum(values)]))
         lines.append("")
-    lines.append(f"{TTFC:<44}" + "".join(f"{h:>14}" for h in header))
+    lines.append(f"{TTFC:<44}" + "".join(f"{h:>16}" for h in header))
     for name, _q in QUANTILES:
         cells = [summary[TTFC].get(p, {}).get(name) for p in header]
-        lines.append(f"  {name:<42}" + "".join(f"{v:>14.3f}" if v is not None else f"{'-':>14}" for v in cells))
+        lines.append(f"  {name:<42}" + "".join(f"{v:>16.3f}" if v is not None else f"{'-':>16}" for v in cells))
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """The main Grafana dashboard ("bedrock_otel / Claude streams"), generated: every query is built from the
-catalogue and honours the template variables (data source, job, provider, model, region, inference profile)."""
+catalogue and honours the template variables (data source, job, provider, API, model, region, inference profile)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ from typing import Any
 
 from .. import semconv as sc
 from ..telemetry import catalog as c
-from .promql import JOB, MODEL, PROFILE, PROVIDER, REGION, VARIABLES, label, or_zero, quantile, rate, ratio, selector
+from .promql import (
+    API,
+    JOB,
+    MODEL,
+    PROFILE,
+    PROVIDER,
+    REGION,
+    VARIABLES,
+    label,
+    or_zero,
+    quantile,
+    rate,
+    ratio,
+    selector,
+)
 
 UID = "bedrock-otel-streams"
 TITLE = "bedrock_otel / Claude streams"
@@ -171,9 +185,15 @@ ROWS: list[tuple[str, list[Panel]]] = [
                (f"max by ({PROVIDER}, {REGION}, {RESOURCE}) ({selector(c.RATE_LIMIT_REMAINING, dashboard=True)})",
                 _legend(PROVIDER, RESOURCE)), zero=False),
     ]),
-    ("By model, region and inference profile", [
+    ("By model, API, region and inference profile", [
         series("Streams per second by model", "reqps", "Every stream, by provider and model.",
                (rate(c.STREAMS, W, BY_MODEL, dashboard=True), _legend(PROVIDER, MODEL)), width=8),
+        series("Streams per second by API", "reqps", "The Anthropic SDK's Messages API (messages) and boto3's "
+               "bedrock-runtime calls (invoke_model_with_response_stream, converse_stream), by outcome.",
+               (rate(c.STREAMS, W, (API, OUTCOME), dashboard=True), _legend(API, OUTCOME)), width=8),
+        series("Error frames per second by API", "short", "In-band errors and exception frames by API and "
+               "error.type: the same throttling seen by each way in.",
+               (rate(c.ERROR_FRAMES, W, (API, ERROR_TYPE), dashboard=True), _legend(API, ERROR_TYPE)), width=8),
         series("Streams per second by region and inference profile", "reqps",
                "Bedrock region and cross-region inference profile (global, us, eu, apac; empty off Bedrock).",
                (rate(c.STREAMS, W, (PROVIDER, REGION, PROFILE), dashboard=True), _legend(PROVIDER, REGION, PROFILE)),
@@ -228,7 +248,8 @@ def _variables() -> list[dict[str, Any]]:
     for var, name in VARIABLES.items():
         filters = ", ".join(f'{VARIABLES[v]}=~"${v}"' for v in chain)
         query = f"label_values({c.STREAMS.prometheus_name}{{{filters}}}, {name})"
-        out.append({"name": var, "label": var.capitalize() if var != "profile" else "Inference profile",
+        title = {"profile": "Inference profile", "api": "API"}.get(var, var.capitalize())
+        out.append({"name": var, "label": title,
                     "type": "query", "datasource": DATASOURCE, "query": {"query": query, "refId": var},
                     "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
                     "current": {"text": "All", "value": "$__all"}, "sort": 1, "hide": 0})

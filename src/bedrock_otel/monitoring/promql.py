@@ -9,10 +9,11 @@ PROVIDER = prometheus_label(sc.PROVIDER)
 MODEL = prometheus_label(sc.REQUEST_MODEL)
 REGION = prometheus_label(sc.CLOUD_REGION)
 PROFILE = prometheus_label(sc.INFERENCE_PROFILE)
+API = prometheus_label(sc.STREAM_API)
 JOB, INSTANCE = "job", "instance"
 
 # Grafana template variable -> the label it filters (only on instruments that carry the label).
-VARIABLES = {"job": JOB, "provider": PROVIDER, "model": MODEL, "region": REGION, "profile": PROFILE}
+VARIABLES = {"job": JOB, "provider": PROVIDER, "api": API, "model": MODEL, "region": REGION, "profile": PROFILE}
 
 
 def label(attribute: str) -> str:
