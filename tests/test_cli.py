@@ -263,6 +263,10 @@ def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) ->
 def test_doctor_finds_out_whether_this_sdk_mishandles_error_frames() -> None:
     result = cli("doctor")
     assert "patch targets: " in result.stdout and ", 0 missing" in result.stdout, result.stdout
+    import botocore  # anthropic[bedrock] brings it: boto3's streams are checked and their targets patched
+
+    assert f"botocore {botocore.__version__}: boto3 bedrock-runtime streams observed: InvokeModelWithResponseStream" \
+        in result.stdout and "applied  botocore.eventstream:EventStream.__iter__" in result.stdout
     if FIXED_BEDROCK_DECODER:
         assert result.returncode == 0, result.stdout
         assert "#1472: not affected: an in-band rate_limit_error frame raises APIStatusError (HTTP status 200)" \

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import platform
 import socket
@@ -21,6 +22,7 @@ from ..exporters import otlp
 from ..exporters.prometheus import MULTIPROC_DIR_ENV
 from ..hooks.targets import TARGETS
 from ..instrumentation import PATCHER
+from ..observe.boto import OPERATIONS
 from ..support import NEWEST_TESTED_ANTHROPIC, SUPPORTED_ANTHROPIC, version_tuple
 
 NAME = "doctor"
@@ -128,6 +130,8 @@ def check_sdk(report: Report, settings: Settings | None) -> None:
 
 def check_targets(report: Report, http: str) -> None:
     wanted = {t.module for t in TARGETS if t.module.startswith("anthropic")} | {http}
+    if importlib.util.find_spec("botocore") is not None:  # boto3's bedrock-runtime streams
+        wanted |= {t.module for t in TARGETS if t.module.startswith("botocore.")}
     import_errors = {}
     for module in sorted(wanted):
         try:
@@ -155,6 +159,24 @@ def check_targets(report: Report, http: str) -> None:
     applied = sum(d.startswith("applied") for d in details)
     status = FAIL if missing else WARN if bedrock_missing else OK
     report.add(status, f"patch targets: {applied} applied, {missing} missing", details)
+
+
+def check_boto3(report: Report) -> None:
+    """Which of boto3's bedrock-runtime stream calls the installed botocore has, and so are observed."""
+    try:
+        import botocore
+        import botocore.session
+    except ImportError:
+        report.add(OK, "boto3 (botocore) is not installed: no boto3 streams to observe")
+        return
+    try:
+        model = botocore.session.get_session().get_service_model("bedrock-runtime")
+        operations = set(model.operation_names)
+    except Exception:
+        operations = set()
+    observed = [name for name in OPERATIONS if name in operations]
+    report.add(OK if observed else WARN, f"botocore {botocore.__version__}: boto3 bedrock-runtime streams observed: "
+               + (", ".join(observed) or "none (this botocore has no bedrock-runtime streams: upgrade to >= 1.31.57)"))
 
 
 def check_exporters(report: Report, settings: Settings) -> None:
@@ -215,6 +237,7 @@ def main(args: argparse.Namespace) -> int:
         settings = None
         report.add(FAIL, f"settings: {exc}")
     check_sdk(report, settings)
+    check_boto3(report)
     if settings is not None:
         check_exporters(report, settings)
     print("bedrock-otel doctor")
