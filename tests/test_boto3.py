@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import botocore
@@ -248,11 +250,21 @@ def test_beside_the_opentelemetry_botocore_instrumentation(bedrock_otel_server: 
     assert all(s == "bedrock_otel" or s.startswith("opentelemetry.instrumentation.botocore") for s in scopes)
 
 
-AUTO = """
-import json, bedrock_otel.auto
+WAYS_IN = {  # launcher before `python -c`, the code's first line, environment
+    "import bedrock_otel.auto": ([], "import bedrock_otel.auto", {}),
+    "bedrock-otel run": (["bedrock-otel", "run", "--"], "", {}),
+    "opentelemetry-instrument": (["opentelemetry-instrument"], "",
+                                 {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                                  "OTEL_LOGS_EXPORTER": "none"}),
+}
+APP = """
+FIRST
+import json
+import bedrock_otel
 from prometheus_client import REGISTRY
 from bedrock_otel.testing import LoopbackServer, workload
 
+assert bedrock_otel.is_instrumented()
 with LoopbackServer() as server:
     client = workload.make_boto3_client(server)
     for kind in KINDS:
@@ -263,9 +275,13 @@ print(json.dumps(samples))
 """
 
 
-def test_auto_instrumentation_at_import_covers_boto3() -> None:
+@pytest.mark.parametrize("way", list(WAYS_IN))
+def test_every_way_in_covers_boto3(way: str) -> None:
+    launcher, first, env = WAYS_IN[way]
+    prefix = [str(Path(sys.executable).with_name(launcher[0])), *launcher[1:]] if launcher else []
     kinds_here = [k for k in KINDS if k != "boto3_converse" or SERVICE_HAS_CONVERSE]
-    out = run_python(AUTO.replace("KINDS", repr(kinds_here)), BEDROCK_OTEL_PROMETHEUS_PORT="0")
+    out = run_python(APP.replace("FIRST", first).replace("KINDS", repr(kinds_here)), *prefix,
+                     BEDROCK_OTEL_PROMETHEUS_PORT="0", **env)
     assert json.loads(out.splitlines()[-1]) == {API[k]: 1.0 for k in kinds_here}
 
 
