@@ -34,6 +34,11 @@ NEWEST = SUPPORT["NEWEST_TESTED_ANTHROPIC"]
 OTHER_PYTHONS = [(python, sdk) for python, sdks in SUPPORT["TESTED_PYTHONS"].items() for sdk in sdks]
 # The suites run in parallel processes: most tests wait on loopback I/O, timers and subprocesses, not the CPU
 PARALLEL = ["-n", "3"]
+# What a session runs: the SDK-behaviour suites everywhere; the sdk_independent ones at the ends of the SDK range;
+# the boto3 suite (which no anthropic version changes) with the newest SDK only, and in the botocore sessions
+SDK_ONLY = "not heavy and not sdk_independent and not boto3"
+ENDS = "not heavy and not boto3"
+EVERYTHING = "not heavy"
 
 
 def _pyenv_pythons() -> None:
@@ -75,8 +80,8 @@ def tests(session: nox.Session, anthropic: str) -> None:
     handling, the benchmark harness: what they test does not change with the SDK) run at both ends of the range,
     httpx and httpx2, and at the floors; the SDK-behaviour suites run on every version."""
     _install(session, anthropic)
-    ends = anthropic in (SDK_VERSIONS[0], SDK_VERSIONS[-1])
-    _suite(session, anthropic, "not heavy" if ends else "not heavy and not sdk_independent")
+    marks = EVERYTHING if anthropic == NEWEST else ENDS if anthropic == SDK_VERSIONS[0] else SDK_ONLY
+    _suite(session, anthropic, marks)
 
 
 @nox.session
@@ -90,7 +95,7 @@ def pythons(session: nox.Session, anthropic: str) -> None:
     # exit, threads and logging change between Pythons (3.12 refuses new threads at exit), and the oldest one
     # resolves older exporters (3.9: grpcio 1.80, opentelemetry-sdk 1.41): the exporters' tests are where it shows
     full = (session.python, anthropic) in ((pythons[0], SDK_VERSIONS[0]), (pythons[-1], NEWEST))
-    _suite(session, anthropic, "not heavy" if full else "not heavy and not sdk_independent")
+    _suite(session, anthropic, EVERYTHING if full else SDK_ONLY)
 
 
 @nox.session(python=PYTHON)
@@ -118,7 +123,7 @@ def newest(session: nox.Session) -> None:
     if release in SDK_VERSIONS:  # the same suite on the same version already runs in this nox run
         session.skip(f"anthropic {release} is in the matrix: tests(anthropic='{release}') covers it")
     _install(session, release)
-    _suite(session, release, "not heavy and not sdk_independent")
+    _suite(session, release, SDK_ONLY)
     if release != NEWEST:
         session.warn(f"anthropic {release} passes but is not in the matrix yet: add it to TESTED_ANTHROPIC in "
                      "src/bedrock_otel/support.py")
@@ -154,4 +159,4 @@ def _floors() -> list[str]:
 def floors(session: nox.Session) -> None:
     """The suite with every runtime dependency at its declared minimum, so the floors are true (newest SDK)."""
     _install(session, NEWEST, *_floors())
-    _suite(session, NEWEST, "not heavy")
+    _suite(session, NEWEST, EVERYTHING)

@@ -22,7 +22,7 @@ from bedrock_otel.testing import scenarios, workload
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.expectations import expected_boto3, opens_with_retryable_error
 
-pytestmark = [pytest.mark.boto3, pytest.mark.sdk_independent]
+pytestmark = pytest.mark.boto3  # no anthropic version changes it: see noxfile.py for where it runs
 
 KINDS = workload.BOTO3
 API = workload.STREAM_APIS
