@@ -191,9 +191,9 @@ class Runtime:
     def http_response(self, ctx: CallContext, response: Any) -> None:
         """One HTTP attempt's httpx response."""
         try:
-            self._attempt(ctx, response)
-            if isinstance(ctx, StreamObserver):
+            if isinstance(ctx, StreamObserver):  # first: whatever fails below, the stream must find its observer
                 OBSERVERS[response] = ctx  # SDKs <= 1.13 build the Stream before `request()` returns
+            self._attempt(ctx, response)
         except Exception:
             self.internal_error("hooks.send")
 
