@@ -373,3 +373,22 @@ def test_retry_mode_changes_nothing_else(bedrock_otel_server: Any, kind: str, sc
         seen = drive(bedrock_otel_server, kind, scenario)
     assert seen == bare
     assert_telemetry(telemetry, scenario, kind)
+
+
+@pytest.mark.parametrize("kind", kinds())
+def test_no_content_in_telemetry_unless_capture_is_on(bedrock_otel_server: Any, kind: str) -> None:
+    """Prompt and completion text stay out of spans and labels by default; with content capture the request's
+    messages and the streamed text go into the span, cut to the configured length."""
+    client = workload.make_boto3_client(bedrock_otel_server)
+    for capture in (False, True):
+        with CapturedTelemetry(capture_content=capture, content_max_length=60) as t:
+            workload.consume_boto3(client, kind, "normal")
+            (span,) = t.spans()
+            text = json.dumps(dict(span.attributes), default=str) + t.exposition()
+        if not capture:
+            assert "Hello" not in text and '"hi"' not in text
+            continue
+        assert span.attributes[sc.OUTPUT_MESSAGES] == "Hello world!"
+        assert '"hi"' in span.attributes[sc.INPUT_MESSAGES] and len(span.attributes[sc.INPUT_MESSAGES]) <= 60
+        assert "Hello" not in t.exposition()  # never in a label
+    client.close()
