@@ -48,6 +48,9 @@ SERVER_PORT = "server.port"
 # request parameters the GenAI conventions recommend, by their Messages API body key (numbers only: no text)
 REQUEST_PARAMETERS = (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
                       ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k"))
+# the same attributes by the key of a Converse call's `inferenceConfig` (Converse has no top_k)
+CONVERSE_REQUEST_PARAMETERS = tuple((converse, dict(REQUEST_PARAMETERS)[key]) for converse, key in
+                                    (("maxTokens", "max_tokens"), ("temperature", "temperature"), ("topP", "top_p")))
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 

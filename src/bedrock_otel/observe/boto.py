@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .. import semconv as sc
 from . import classify
 from .labels import CallLabels
-from .observer import ALL, BODY_ENDED, BOUNDARIES, CALLER_STOPPED, RAISED, StreamObserver
+from .observer import ALL, BODY_ENDED, BOUNDARIES, CALLER_STOPPED, RAISED, USAGE_FIELDS, StreamObserver
 
 SERVICE = "bedrock-runtime"
 # botocore operation -> anthropic.stream.api, and the key of the EventStream in the operation's result
@@ -29,9 +29,6 @@ _DELTA_CHUNK = b'{"type":"content_block_delta"'  # how Bedrock serialises a delt
 _NEVER = b"\x00"  # a prefix no chunk starts with: every event takes the rare path
 _CONVERSE_USAGE = (("inputTokens", sc.TOKEN_INPUT), ("outputTokens", sc.TOKEN_OUTPUT),
                    ("cacheReadInputTokens", sc.TOKEN_CACHE_READ), ("cacheWriteInputTokens", sc.TOKEN_CACHE_CREATION))
-_MESSAGES_USAGE = (("input_tokens", sc.TOKEN_INPUT), ("output_tokens", sc.TOKEN_OUTPUT),
-                   ("cache_read_input_tokens", sc.TOKEN_CACHE_READ),
-                   ("cache_creation_input_tokens", sc.TOKEN_CACHE_CREATION))
 
 
 def observed_api(client: Any, operation: str, params: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -133,9 +130,7 @@ class BotoStreamObserver(StreamObserver):
         if not isinstance(body, dict):
             return name
         if name == sc.CONVERSE_BLOCK_DELTA:
-            self._output_chunk()
-            if self.output_text is not None:
-                self._capture(body.get("delta"))
+            self._content_delta(body.get("delta"))
         elif name == sc.CONVERSE_MESSAGE_STOP:
             self.stop_reason = body.get("stopReason") or self.stop_reason
         elif name == sc.CONVERSE_METADATA:
@@ -155,18 +150,16 @@ class BotoStreamObserver(StreamObserver):
             self.dropped_chunk(payload)  # counted _OTHER; flagged unless a legacy completion chunk
             return None
         if name == sc.CONTENT_BLOCK_DELTA:
-            self._output_chunk()
-            if self.output_text is not None:
-                self._capture(payload.get("delta"))
+            self._content_delta(payload.get("delta"))
         elif name == sc.MESSAGE_START:
             message = payload.get("message")
             if not isinstance(message, dict):  # the #1472 shape on the wire: a start event with no message
                 self.malformed_event(sc.MESSAGE_START, sc.REASON_START_WITHOUT_MESSAGE)
             else:
                 self.response_id, self.response_model = message.get("id"), message.get("model")
-                self._take_counts(message.get("usage"), _MESSAGES_USAGE)
+                self._take_counts(message.get("usage"), USAGE_FIELDS)
         elif name == sc.MESSAGE_DELTA:
-            self._take_counts(payload.get("usage"), _MESSAGES_USAGE)
+            self._take_counts(payload.get("usage"), USAGE_FIELDS)
             delta = payload.get("delta")
             if isinstance(delta, dict):
                 self.stop_reason = delta.get("stop_reason") or self.stop_reason
@@ -182,11 +175,13 @@ class BotoStreamObserver(StreamObserver):
                 if isinstance(value, int):
                     self.usage[key] = value  # cumulative where repeated: the last value is the total
 
-    def _capture(self, delta: Any) -> None:
-        """Content capture: the text of a delta (`{"text": ...}` on both APIs)."""
-        text = delta.get("text") if isinstance(delta, dict) else None
-        if self.output_text is not None and isinstance(text, str):
-            self.output_text.append(text)
+    def _content_delta(self, delta: Any) -> None:
+        """An output chunk off the hot path; with content capture, its text (`{"text": ...}` on both APIs)."""
+        self._output_chunk()
+        if self.output_text is not None:
+            text = delta.get("text") if isinstance(delta, dict) else None
+            if isinstance(text, str):
+                self.output_text.append(text)
 
     def _on_stream_exception(self, exc: Exception) -> None:
         """An exception frame (botocore's EventStreamError: the AWS exception name is its error code)."""
@@ -223,8 +218,7 @@ def request_parameters(api: str, params: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict):
         return {}
     found = {}
-    for key, attribute in (("maxTokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
-                           ("topP", "gen_ai.request.top_p")):
+    for key, attribute in sc.CONVERSE_REQUEST_PARAMETERS:
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             found[attribute] = value

@@ -420,7 +420,7 @@ class StreamObserver(CallContext):
     def _take_usage(self, usage: Any) -> None:
         if usage is None:
             return
-        for field, key in _USAGE_FIELDS:
+        for field, key in USAGE_FIELDS:
             value = getattr(usage, field, None)
             if isinstance(value, int):
                 self.usage[key] = value  # message_delta usage is cumulative: the last value is the total
@@ -473,7 +473,7 @@ class StreamObserver(CallContext):
             self.runtime.internal_error("observer.finish")
 
 
-_USAGE_FIELDS = (
+USAGE_FIELDS = (  # the Messages API's usage fields, by token type
     ("input_tokens", sc.TOKEN_INPUT),
     ("output_tokens", sc.TOKEN_OUTPUT),
     ("cache_read_input_tokens", sc.TOKEN_CACHE_READ),

@@ -5,6 +5,7 @@ only on Bedrock SDKs < 0.110). Used by the test suite and the soak benchmark to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..observe.retry import PREAMBLE, RETRY_STATUS
 from ._sdk import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
@@ -168,18 +169,23 @@ def expected_boto3(scenario: str, kind: str) -> Expected:
 def _unmodelled_as_other(exp: Expected, operation: str) -> Expected:
     """botocore names an exception frame only if the installed service model has it on this operation's stream
     (ConverseStream has no modelTimeoutException); else its error code is empty, recorded as `_OTHER`."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model(operation)
-    (stream,) = (shape for shape in model.output_shape.members.values() if shape.serialization.get("eventstream"))
-    known = set(stream.members)
+    known = set(_event_stream_shape(operation).members)
     exp.error_frames = {(t if s != "exception_frame" or t in known else "_OTHER", s): n
                         for (t, s), n in exp.error_frames.items()}
     return exp
 
 
+def _event_stream_shape(operation: str) -> Any:
+    """The installed botocore's model of `operation`'s event stream (its events and exceptions)."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model(operation)
+    (stream,) = (shape for shape in model.output_shape.members.values() if shape.serialization.get("eventstream"))
+    return stream
+
+
 def _as_converse(exp: Expected, scenario: str) -> Expected:
-    from .server import AWS_ERRORS
+    from .server import AWS_ERRORS, frame_name
 
     events: dict[str, int] = {}
     for name, count in exp.events.items():
@@ -191,8 +197,7 @@ def _as_converse(exp: Expected, scenario: str) -> Expected:
     rates = {k: n for k, n in exp.rate_limits.items() if k == "http_429"}
     for (error_type, source), count in exp.error_frames.items():
         if source != "exception_frame":  # Converse has no in-band error events: Bedrock sends the exception frame
-            aws = AWS_ERRORS.get(error_type, "ModelStreamErrorException")
-            error_type = aws[0].lower() + aws[1:]
+            error_type = frame_name(AWS_ERRORS.get(error_type, "ModelStreamErrorException"))
         frames[(error_type, "exception_frame")] = count
         if error_type == "throttlingException":
             rates["exception_frame"] = count
@@ -206,11 +211,7 @@ def _as_converse(exp: Expected, scenario: str) -> Expected:
 def _converse_usage() -> dict[str, int]:
     """The scenario's usage as botocore yields it: the cache token counts only where the installed service model
     has them (they came with prompt caching; botocore drops members its model lacks)."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("ConverseStream")
-    (stream,) = (shape for shape in model.output_shape.members.values() if shape.serialization.get("eventstream"))
-    fields = set(stream.members["metadata"].members["usage"].members)
+    fields = set(_event_stream_shape("ConverseStream").members["metadata"].members["usage"].members)
     wire = {"input": "inputTokens", "output": "outputTokens", "cache_read": "cacheReadInputTokens",
             "cache_creation": "cacheWriteInputTokens"}
     return {k: n for k, n in NORMAL_USAGE.items() if wire[k] in fields}

@@ -80,7 +80,7 @@ AWS_ERRORS = {"rate_limit_error": "ThrottlingException", "overloaded_error": "Se
               "api_error": "InternalServerException", "invalid_request_error": "ValidationException"}
 
 
-def _frame_name(aws_error: str) -> str:
+def frame_name(aws_error: str) -> str:
     return aws_error[0].lower() + aws_error[1:]  # ThrottlingException -> throttlingException
 
 
@@ -138,7 +138,7 @@ class ConverseEncoder:
             return b""
         if kind == "error":
             error = event.get("error", {})
-            name = _frame_name(AWS_ERRORS.get(error.get("type"), "ModelStreamErrorException"))
+            name = frame_name(AWS_ERRORS.get(error.get("type"), "ModelStreamErrorException"))
             return eventstream.exception_frame(name, error.get("message", ""))
         return eventstream.event_frame(str(kind), event)  # a type Converse does not have
 
