@@ -191,7 +191,7 @@ def scrape(models: int, scrapes: int) -> dict[str, Any]:
     finally:
         server.close()
     samples = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
-    return {"models": models, "series": len(recorder._children), "samples": samples, "bytes": size,
+    return {"models": models, "series": len(recorder), "samples": samples, "bytes": size,
             "median_ms": statistics.median(times) * 1e3, "max_ms": max(times) * 1e3, "scrapes": scrapes}
 
 

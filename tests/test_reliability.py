@@ -69,9 +69,9 @@ def test_ten_thousand_models_and_novel_types_stay_within_the_caps() -> None:
         recorder = bedrock_otel.instrumentation._PROMETHEUS_RECORDERS[id(t.registry)]
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(one, range(checkpoint)))
-            early_series, early_children = _series(metrics.url), len(recorder._children)
+            early_series, early_children = _series(metrics.url), len(recorder)
             list(pool.map(one, range(checkpoint, total)))
-        late_series, late_children = _series(metrics.url), len(recorder._children)
+        late_series, late_children = _series(metrics.url), len(recorder)
         metrics.close()
 
     models = _label_values(late_series, "gen_ai_request_model")

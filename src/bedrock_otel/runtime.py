@@ -296,13 +296,17 @@ class Runtime:
     # -- recording ------------------------------------------------------------------------------------
 
     def record(self, items: Iterable[measurements.Measurement]) -> None:
-        for instrument, values, value in items:
-            for recorder in self.recorders:
-                try:
-                    recorder.record(instrument, values, value)
-                except Exception:
-                    log.debug("bedrock_otel: recording %s failed", instrument.name, exc_info=True)
-                    self._count_dropped(recorder)
+        """One batch per recorder (a stream's measurements are taken under one lock, not one call each)."""
+        batch = items if isinstance(items, list) else list(items)
+        for recorder in self.recorders:
+            try:
+                failed = recorder.record_all(batch)
+            except Exception:
+                log.debug("bedrock_otel: recording a batch failed", exc_info=True)
+                failed = [instrument for instrument, _values, _value in batch]
+            for instrument in failed:
+                log.debug("bedrock_otel: recording %s failed", instrument.name)
+                self._count_dropped(recorder)
 
     @staticmethod
     def _count_dropped(recorder: Any) -> None:

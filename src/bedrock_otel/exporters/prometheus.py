@@ -1,8 +1,9 @@
 """The Prometheus scrape endpoint: a standalone server, or WSGI/ASGI apps to mount in your own web app.
 
-Exposition is prometheus_client's (text format, or OpenMetrics when the scraper asks for it). With
-`PROMETHEUS_MULTIPROC_DIR` set (pre-fork servers), every app here serves the exact sum over all worker
-processes through `prometheus_client.multiprocess.MultiProcessCollector`.
+Exposition is `exposition.py`'s (text format, or OpenMetrics when the scraper asks for it): bedrock_otel's own
+families rendered natively, the rest of the registry by prometheus_client. With `PROMETHEUS_MULTIPROC_DIR` set
+(pre-fork servers), every app here serves the exact sum over all worker processes through
+`prometheus_client.multiprocess.MultiProcessCollector`, as prometheus_client renders it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from ..config import DEFAULT_PROMETHEUS_PORT, ConfigError, Settings
+from . import exposition
 
 log = logging.getLogger("bedrock_otel")
 
@@ -43,12 +45,12 @@ def exposition_registry(registry: CollectorRegistry | None = None) -> CollectorR
 
 def make_wsgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
     """A WSGI app serving the metrics (mount it at /metrics, e.g. with werkzeug's DispatcherMiddleware)."""
-    return prometheus_client.make_wsgi_app(exposition_registry(registry))
+    return exposition.wsgi_app(exposition_registry(registry))
 
 
 def make_asgi_app(registry: CollectorRegistry | None = None) -> Callable[..., Any]:
     """An ASGI app serving the metrics (mount it at /metrics, e.g. `app.mount("/metrics", make_asgi_app())`)."""
-    return prometheus_client.make_asgi_app(exposition_registry(registry))
+    return exposition.asgi_app(exposition_registry(registry))
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -6,7 +6,7 @@ OpenTelemetry paths cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import semconv as sc
@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 
 # the value is a sequence of floats for an instrument with `points` set
 Measurement = tuple[c.Instrument, tuple[str, ...], Any]
+
+
+def record_each(record: Callable[[c.Instrument, tuple[str, ...], Any], None],
+                items: Iterable[Measurement]) -> list[c.Instrument]:
+    """Take measurements one `record` call each; return the instruments of those that failed."""
+    failed = []
+    for instrument, values, value in items:
+        try:
+            record(instrument, values, value)
+        except Exception:
+            failed.append(instrument)
+    return failed
 
 
 def stream_started(labels: CallLabels) -> Iterator[Measurement]:

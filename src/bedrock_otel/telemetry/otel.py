@@ -18,6 +18,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import semconv as sc
 from .catalog import CATALOG, TELEMETRY_DROPPED, Instrument, Kind
+from .measurements import Measurement, record_each
 
 log = logging.getLogger("bedrock_otel")
 PENDING_LIMIT = 8192  # histogram points held between two collections (~90 bytes each)
@@ -54,6 +55,10 @@ class OtelRecorder:
             attributes = {k: v for k, v in zip(instrument.attributes, values) if v != ""}
             self._attributes[key] = attributes
         return attributes
+
+    def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
+        """Take a batch of measurements; return the instruments of those that failed."""
+        return record_each(self.record, items)
 
     def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
         totals = self._totals.get(instrument)

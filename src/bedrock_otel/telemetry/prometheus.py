@@ -1,14 +1,21 @@
-"""The native prometheus_client recorder: fast cached children, and works in multiprocess mode."""
+"""The Prometheus recorder: bedrock_otel's own families in a single process (`telemetry/store.py`: a scrape is
+mostly string joins), prometheus_client's metrics in multiprocess mode (their values live in its files)."""
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from .catalog import CATALOG, Instrument, Kind
+from .measurements import Measurement, record_each
+from .store import NativeFamilies
+
+# registry -> the families a recorder keeps natively in it, for the exposition (`exporters/exposition.py`)
+NATIVE: weakref.WeakKeyDictionary[CollectorRegistry, NativeFamilies] = weakref.WeakKeyDictionary()
 
 _APPLY = {Kind.COUNTER: "inc", Kind.UP_DOWN_COUNTER: "inc", Kind.GAUGE: "set", Kind.HISTOGRAM: "observe"}
 
@@ -52,14 +59,40 @@ def _observe_points(child: Any) -> Callable[[Sequence[float]], None]:
 
 
 class PrometheusRecorder:
-    """Records measurements into prometheus_client metrics registered in `registry`."""
+    """Records measurements into `registry`: natively in a single process, through prometheus_client's metrics
+    (and so its multiprocess files) when `PROMETHEUS_MULTIPROC_DIR` is set."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, native: bool | None = None) -> None:
+        """`native`: keep the families ourselves (default: unless in multiprocess mode, where only
+        prometheus_client's metrics can write its files)."""
         self.registry = REGISTRY if registry is None else registry
-        self._metrics = {instrument: _build(instrument, self.registry) for instrument in CATALOG}
+        self.native: NativeFamilies | None = None
+        self._metrics: dict[Instrument, Any] = {}
         self._children: dict[tuple[Instrument, tuple[str, ...]], Any] = {}
+        if native is None:
+            native = values.ValueClass is values.MutexValue
+        if native:
+            self.native = NativeFamilies(CATALOG)
+            self.registry.register(self.native)
+            NATIVE[self.registry] = self.native
+        else:
+            self._metrics = {instrument: _build(instrument, self.registry) for instrument in CATALOG}
+
+    def __len__(self) -> int:
+        """Series recorded so far."""
+        return len(self.native) if self.native is not None else len(self._children)
+
+    def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
+        """Take a batch of measurements (a stream's, at its end); return the instruments of those that failed."""
+        if self.native is not None:
+            return self.native.record_all(items)
+        return record_each(self._record_client, items)
 
     def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
+        if self.record_all(((instrument, values, value),)):
+            raise ValueError(f"{instrument.name}: cannot record {value!r} for {values!r}")
+
+    def _record_client(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
         key = (instrument, values)
         apply = self._children.get(key)
         if apply is None:
@@ -71,15 +104,18 @@ class PrometheusRecorder:
     def forget(self) -> None:
         """Drop every value (in a forked child: the parent's are the parent's to report). In multiprocess mode
         prometheus_client does it by itself: each process writes its own files."""
-        if values.ValueClass is not values.MutexValue:
-            return
-        self._children.clear()
-        for metric in self._metrics.values():
-            metric.clear()
+        if self.native is not None:
+            self.native.clear()
+        elif values.ValueClass is values.MutexValue:
+            self._children.clear()
+            for metric in self._metrics.values():
+                metric.clear()
 
     def close(self) -> None:
         """Unregister the metrics, so that a later recorder can register the same names."""
-        for metric in self._metrics.values():
+        if self.native is not None and NATIVE.get(self.registry) is self.native:
+            del NATIVE[self.registry]
+        for metric in (*self._metrics.values(), *([self.native] if self.native is not None else [])):
             try:
                 self.registry.unregister(metric)
             except KeyError:

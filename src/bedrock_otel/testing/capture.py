@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 
 class CapturedTelemetry:
@@ -53,8 +53,11 @@ class CapturedTelemetry:
         return {tuple(sorted(s.labels.items())): s.value
                 for family in self.registry.collect() for s in family.samples if s.name == sample}
 
-    def exposition(self) -> str:
-        return generate_latest(self.registry).decode()
+    def exposition(self, accept: str | None = None) -> str:
+        """What the /metrics endpoint serves for this registry (`accept`: the scraper's Accept header)."""
+        from ..exporters.exposition import generate
+
+        return generate(self.registry, accept)[0].decode()
 
     # -- OpenTelemetry --------------------------------------------------------------------------------------
 

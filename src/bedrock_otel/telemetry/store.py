@@ -1,0 +1,239 @@
+"""bedrock_otel's own Prometheus families, for a single process: values in plain Python storage, the label text
+of every series rendered once, when the series is first recorded.
+
+prometheus_client spends ~10 µs per exposed sample (a `Sample` tuple, a labels dict, sorting and escaping every
+label on every scrape). Here a scrape of our families is string joins over text made once per series
+(`render`), while `collect()` still gives prometheus_client's own objects to anything else that reads the
+registry (`get_sample_value`, another exporter, a restricted `name[]` scrape).
+
+Writes come in batches (one per stream end) under one lock; a scrape reads without it. Every read of a value or
+a histogram's bucket list (copied in one C call) is atomic, and a histogram's count is the sum of the buckets it
+renders, so a scrape never shows a histogram that contradicts itself. Not for multiprocess mode: there, values
+must live in prometheus_client's files (`telemetry/prometheus.py` decides).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
+from typing import Any
+
+from prometheus_client import metrics as _client_metrics
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
+from .catalog import Instrument, Kind
+
+# prometheus_client's own types for the kinds (an up-down counter is a gauge there)
+_TYPES = {Kind.COUNTER: "counter", Kind.UP_DOWN_COUNTER: "gauge", Kind.GAUGE: "gauge", Kind.HISTOGRAM: "histogram"}
+_SMALL = tuple(f"{n}.0" for n in range(4096))  # the text of most counts and bucket counts
+
+
+def number(value: float) -> str:
+    """A sample value as prometheus_client writes it (Go's float formatting), fast for small integers."""
+    if value.__class__ is int:
+        if 0 <= value < 4096:  # type: ignore[operator]
+            return _SMALL[value]  # type: ignore[index]
+    elif value.__class__ is float and 0 <= value < 4096 and value.is_integer():  # type: ignore[attr-defined]
+        return _SMALL[int(value)]
+    return floatToGoString(value)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _use_created() -> bool:
+    """prometheus_client's switch for `_created` samples (PROMETHEUS_DISABLE_CREATED_SERIES, or its function)."""
+    return getattr(_client_metrics, "_use_created", True)
+
+
+class _Series:
+    """One label combination: its value(s), when it was created, and its label text (`a="x",b="y"`)."""
+
+    __slots__ = ("buckets", "created", "created_text", "labels", "sum", "value")
+
+    def __init__(self, labels: str, bucket_count: int) -> None:
+        self.labels = labels
+        self.created = time.time()
+        self.created_text = floatToGoString(self.created)
+        self.value: float = 0
+        self.sum: float = 0.0
+        self.buckets = [0] * bucket_count if bucket_count else None
+
+
+class Family:
+    """The series of one instrument."""
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.kind = instrument.kind
+        self.type = _TYPES[instrument.kind]
+        name = instrument.prometheus_name
+        self.name = name.removesuffix("_total") if instrument.kind is Kind.COUNTER else name
+        self.label_names = instrument.prometheus_labels
+        self.bounds = list(instrument.buckets or ()) if instrument.kind is Kind.HISTOGRAM else []
+        self.le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        self.series: dict[tuple[str, ...], _Series] = {}
+
+    def series_for(self, values: tuple[str, ...]) -> _Series:
+        series = self.series.get(values)
+        if series is None:
+            if len(values) != len(self.label_names):
+                raise ValueError(f"{self.name}: {len(values)} label values for {len(self.label_names)} labels")
+            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(self.label_names, values)))
+            series = _Series(text, len(self.le) if self.bounds else 0)
+            self.series[values] = series
+        return series
+
+    # -- the exposition formats --------------------------------------------------------------------------
+
+    def render(self, out: list[str], openmetrics: bool, created: bool) -> None:
+        """Append this family's lines: the Prometheus text format 0.0.4, or OpenMetrics 1.0 (a family without
+        series still has its HELP and TYPE, as prometheus_client writes it)."""
+        series = list(self.series.values())  # a copy: a stream may add a series while we render
+        help_text = self.instrument.description.replace("\\", r"\\").replace("\n", r"\n")
+        if openmetrics:
+            help_text = help_text.replace('"', r"\"")
+        name, kind = self.name, self.kind
+        if kind is Kind.HISTOGRAM:
+            self._render_histograms(out, series, help_text, openmetrics, created)
+            return
+        family = name if openmetrics or kind is not Kind.COUNTER else name + "_total"
+        out.append(f"# HELP {family} {help_text}\n# TYPE {family} {self.type}\n")
+        sample = name + "_total{" if kind is Kind.COUNTER else name + "{"
+        created = created and kind is Kind.COUNTER
+        if openmetrics and created:
+            for s in series:
+                out.append(f"{sample}{s.labels}}} {number(s.value)}\n{name}_created{{{s.labels}}} "
+                           f"{s.created_text}\n")
+            return
+        out.extend([f"{sample}{s.labels}}} {number(s.value)}\n" for s in series])
+        if created and series:
+            self._render_created(out, series, help_text)
+
+    def _render_histograms(self, out: list[str], series: Sequence[_Series], help_text: str, openmetrics: bool,
+                           created: bool) -> None:
+        name, le, small = self.name, self.le, _SMALL
+        out.append(f"# HELP {name} {help_text}\n# TYPE {name} histogram\n")
+        bucket = name + "_bucket{"
+        for s in series:
+            counts, total = s.buckets[:], s.sum  # type: ignore[index]
+            labels = s.labels
+            head = f"{bucket}{labels},le=\"" if labels else f'{bucket}le="'
+            cumulative = list(accumulate(counts))
+            out.extend([f'{head}{bound}"}} {small[c] if c < 4096 else number(c)}\n'
+                        for bound, c in zip(le, cumulative)])
+            out.append(f"{name}_count{{{labels}}} {number(cumulative[-1])}\n{name}_sum{{{labels}}} {number(total)}\n")
+            if openmetrics and created:
+                out.append(f"{name}_created{{{labels}}} {s.created_text}\n")
+        if created and series and not openmetrics:
+            self._render_created(out, series, help_text)
+
+    def _render_created(self, out: list[str], series: Sequence[_Series], help_text: str) -> None:
+        """The text format's separate gauge family of `_created` timestamps, as prometheus_client writes it."""
+        family = self.name + "_created"
+        out.append(f"# HELP {family} {help_text}\n# TYPE {family} gauge\n")
+        out.extend([f"{family}{{{s.labels}}} {s.created_text}\n" for s in series])
+
+    # -- prometheus_client's objects, for every other reader of the registry ------------------------------
+
+    def collect(self, created: bool) -> Metric:
+        metric = Metric(self.name, self.instrument.description, self.type)
+        for values, s in list(self.series.items()):
+            labels = dict(zip(self.label_names, values))
+            if self.kind is Kind.HISTOGRAM:
+                accumulated = 0
+                for bound, count in zip(self.le, s.buckets[:]):  # type: ignore[index]
+                    accumulated += count
+                    metric.add_sample(self.name + "_bucket", {**labels, "le": bound}, float(accumulated))
+                metric.add_sample(self.name + "_count", labels, float(accumulated))
+                metric.add_sample(self.name + "_sum", labels, float(s.sum))
+            else:
+                metric.add_sample(self.name + "_total" if self.kind is Kind.COUNTER else self.name, labels,
+                                  float(s.value))
+            if created and self.kind in (Kind.COUNTER, Kind.HISTOGRAM):
+                metric.add_sample(self.name + "_created", labels, s.created)
+        return metric
+
+
+class NativeFamilies:
+    """A prometheus_client collector holding bedrock_otel's families (register it in a registry)."""
+
+    def __init__(self, instruments: Iterable[Instrument]) -> None:
+        self.families = {instrument: Family(instrument) for instrument in instruments}
+        self._lock = threading.Lock()
+        self._rendering = threading.local()  # set while our own exposition renders this collector natively
+
+    def __len__(self) -> int:
+        """Series held, over every family."""
+        return sum(len(family.series) for family in self.families.values())
+
+    def record_all(self, items: Iterable[tuple[Instrument, tuple[str, ...], Any]]) -> list[Instrument]:
+        """Apply (instrument, label values, value) measurements, all under one lock; return the instruments of
+        those that could not be taken (a wrong label count, a value that is not a number)."""
+        families = self.families
+        failed: list[Instrument] = []
+        with self._lock:
+            for instrument, values, value in items:
+                try:
+                    family = families[instrument]
+                    series = family.series.get(values)
+                    if series is None:
+                        series = family.series_for(values)
+                    kind = family.kind
+                    if kind is Kind.COUNTER:
+                        if value < 0:
+                            raise ValueError(f"{family.name}: a counter cannot go down ({value})")
+                        series.value += value
+                    elif kind is Kind.UP_DOWN_COUNTER:
+                        series.value += value
+                    elif kind is Kind.GAUGE:
+                        series.value = value
+                    elif instrument.points:
+                        _observe_points(family.bounds, series, value)
+                    else:
+                        series.buckets[bisect_left(family.bounds, value)] += 1  # type: ignore[index]
+                        series.sum += value
+                except Exception:
+                    failed.append(instrument)
+        return failed
+
+    def clear(self) -> None:
+        with self._lock:
+            for family in self.families.values():
+                family.series.clear()
+
+    def render(self, openmetrics: bool = False) -> str:
+        """Our families in the text format (or OpenMetrics, without its `# EOF`)."""
+        out: list[str] = []
+        created = _use_created()
+        for family in self.families.values():
+            family.render(out, openmetrics, created)
+        return "".join(out)
+
+    # -- the Collector protocol ------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        if getattr(self._rendering, "active", False):
+            return  # our exposition renders these itself, after the rest of the registry
+        created = _use_created()
+        for family in self.families.values():
+            yield family.collect(created)
+
+    def describe(self) -> list[Metric]:
+        """The family names, so that the registry refuses a second collector of the same names."""
+        return [Metric(family.name, family.instrument.description, family.type) for family in self.families.values()]
+
+    def rendering_natively(self, active: bool) -> None:
+        self._rendering.active = active
+
+
+def _observe_points(bounds: list[float], series: _Series, points: Sequence[float]) -> None:
+    buckets = series.buckets
+    for point in points:
+        buckets[bisect_left(bounds, point)] += 1  # type: ignore[index]
+    series.sum += sum(points)
