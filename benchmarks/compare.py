@@ -11,7 +11,9 @@ environment; each peer runs in its own uv environment (same Python, same anthrop
 Per configuration and path: median and minimum seconds per repetition, the instrumented/bare ratio paired
 round by round (ratio of the two processes' minima; the table shows the median over rounds), the added
 microseconds per event on a 2,000-event stream ("long"), and the added microseconds per stream on 20-event
-streams ("short", the fixed cost). Then `footprint.py` (memory per in-flight stream, /metrics scrape time).
+streams ("short", the fixed cost), and the time to collect the metrics the run recorded (OpenTelemetry reader
+collection, plus bedrock_otel's /metrics text where it records into Prometheus). Then `footprint.py` (memory per
+in-flight stream, /metrics scrape time at full cardinality and on a realistic mix).
 Prints tables and writes everything to `--json`.
 """
 
@@ -80,7 +82,8 @@ def schedule(args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
                 order = ("bare", config) if round_number % 2 == 0 else (config, "bare")
                 pair = {name: run_one(python, name, bodies, args) for name in order}
                 runs[config].append({"bare": pair["bare"]["seconds"], "config": pair[config]["seconds"],
-                                     "anthropic": pair[config]["anthropic"]})
+                                     "anthropic": pair[config]["anthropic"],
+                                     "scrape_ms": pair[config].get("scrape_ms")})
         print(f"  round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     return runs
 
@@ -103,6 +106,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     "paired_ratio": statistics.median(ratios), "ratio_spread": [min(ratios), max(ratios)],
                     "us_per_event": statistics.median(added) / (events * streams) * 1e6,
                     "us_per_stream": statistics.median(added) / streams * 1e6, "rounds": len(pairs),
+                    "scrape_ms": statistics.median([p["scrape_ms"] for p in pairs if p.get("scrape_ms") is not None]
+                                                   or [float("nan")]),
                 })
     return rows
 
@@ -126,8 +131,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def print_summary(rows: list[dict[str, Any]]) -> None:
     """One line per configuration, mean over the sync/async and create/helper paths of each provider."""
     print("\n| configuration | first-party ratio | µs/event | Bedrock ratio | µs/event "
-          "| fixed µs/stream (first-party / Bedrock) |")
-    print("|---|---|---|---|---|---|")
+          "| fixed µs/stream (first-party / Bedrock) | metrics collection ms |")
+    print("|---|---|---|---|---|---|---|")
     by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_config[r["config"]].append(r)
@@ -142,7 +147,8 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             cells += [mean(config_rows, "long", provider, "paired_ratio", ".3f"),
                       mean(config_rows, "long", provider, "us_per_event", "+.2f")]
         short = " / ".join(mean(config_rows, "short", p, "us_per_stream", "+.0f") for p in replay.PROVIDERS)
-        print(f"| {config} | {' | '.join(cells)} | {short} |")
+        scrape = statistics.median(r["scrape_ms"] for r in config_rows)
+        print(f"| {config} | {' | '.join(cells)} | {short} | {scrape:.2f} |")
 
 
 def main() -> None:

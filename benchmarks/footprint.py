@@ -32,6 +32,7 @@ import bedrock_otel
 from bedrock_otel import semconv as sc
 from bedrock_otel.observe import classify
 from bedrock_otel.observe.retry import RETRY_STATUS
+from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.telemetry.catalog import CATALOG
 from bedrock_otel.telemetry.prometheus import PrometheusRecorder
 
@@ -146,23 +147,42 @@ def _stream_keys(models: int) -> list[dict[str, str]]:
     return keys
 
 
-def label_combinations(instrument: Any, models: int) -> list[tuple[str, ...]]:
-    """Every label tuple `instrument` can carry for `models` models on both providers."""
-    own = [a for a in instrument.attributes if a not in _stream_keys(1)[0]]
+# the realistic mix: 20 models over 2 providers (10 each, the Bedrock ones in 3 regions), 4 error types actually
+# seen, every event type, no malformed events and no retry mode
+REGIONS = ("us-east-1", "us-west-2", "eu-central-1")
+SEEN_ERRORS = ["overloaded_error", "rate_limit_error", "api_error", "throttlingException"]
+REALISTIC = {**DOMAINS, sc.EVENT_TYPE: sc.EVENT_TYPES, sc.ERROR_TYPE: ("", *SEEN_ERRORS),
+             sc.HTTP_STATUS: ("200", "429", "529")}
+NOT_SEEN = (c.MALFORMED_EVENTS, c.STREAM_RETRIES, c.STREAMS_RECOVERED)
+
+
+def _realistic_keys() -> list[dict[str, str]]:
+    keys = [{sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.REQUEST_MODEL: f"claude-model-{i}", sc.CLOUD_REGION: "",
+             sc.INFERENCE_PROFILE: "", sc.STREAM_API: sc.API_MESSAGES} for i in range(10)]
+    keys += [{sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
+              sc.CLOUD_REGION: region, sc.INFERENCE_PROFILE: "global", sc.STREAM_API: sc.API_MESSAGES}
+             for i in range(10) for region in REGIONS]
+    return keys
+
+
+def label_combinations(instrument: Any, keys: list[dict[str, str]], domains: dict[str, tuple[str, ...]] = DOMAINS,
+                       error_types: list[str] = ERROR_TYPES) -> list[tuple[str, ...]]:
+    """Every label tuple `instrument` can carry for the stream `keys`, the other attributes taking `domains`."""
+    own = [a for a in instrument.attributes if a not in keys[0]]
     choices = []
     for attribute in own:
         if attribute == sc.ERROR_SOURCE:
             continue  # follows the error type
         if attribute == sc.ERROR_TYPE and sc.ERROR_SOURCE in own:
-            choices.append([{sc.ERROR_TYPE: t, sc.ERROR_SOURCE: classify.error_source(t)} for t in ERROR_TYPES])
+            choices.append([{sc.ERROR_TYPE: t, sc.ERROR_SOURCE: classify.error_source(t)} for t in error_types])
         elif attribute == sc.ERROR_TYPE and sc.RETRY_RESULT in own:  # only retryable types are retried
             choices.append([{sc.ERROR_TYPE: t} for t in sorted(RETRY_STATUS)])
         else:
-            choices.append([{attribute: value} for value in DOMAINS[attribute]])
+            choices.append([{attribute: value} for value in domains[attribute]])
     shared = [a for a in instrument.attributes if a not in own]
-    keys = {tuple(key[a] for a in shared): key for key in _stream_keys(models)}.values()
+    unique = {tuple(key[a] for a in shared): key for key in keys}.values()
     combinations = []
-    for key in keys:
+    for key in unique:
         for picks in itertools.product(*choices):
             labels = dict(key)
             for pick in picks:
@@ -171,28 +191,48 @@ def label_combinations(instrument: Any, models: int) -> list[tuple[str, ...]]:
     return combinations
 
 
-def scrape(models: int, scrapes: int) -> dict[str, Any]:
+def _timed_scrapes(url: str, scrapes: int, gzip: bool, between: Any = None) -> tuple[list[float], bytes]:
+    times, body = [], b""
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+    for _ in range(scrapes):
+        if between is not None:
+            between()  # untimed: the streams that end between two scrapes
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        times.append(time.perf_counter() - start)
+    return times, body
+
+
+def scrape(models: int, scrapes: int, realistic: bool = False) -> dict[str, Any]:
+    """GET /metrics over loopback, plain and gzip (as Prometheus asks), with every label combination the
+    catalogue allows for `models` models, or the realistic mix."""
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     recorder = PrometheusRecorder(registry)
+    every: list[tuple[Any, tuple[str, ...], Any]] = []
     for instrument in CATALOG:
-        for values in label_combinations(instrument, models):
-            recorder.record(instrument, values, [1.0] if instrument.points else 1.0)
+        if realistic and instrument in NOT_SEEN:
+            continue
+        combinations = (label_combinations(instrument, _realistic_keys(), REALISTIC, SEEN_ERRORS) if realistic
+                        else label_combinations(instrument, _stream_keys(models)))
+        every += [(instrument, values, [1.0] if instrument.points else 1) for values in combinations]
+    recorder.record_all(every)
     server = bedrock_otel.start_metrics_server(0, registry=registry)
-    try:
-        times, size = [], 0
-        for _ in range(scrapes):
-            start = time.perf_counter()
-            with urllib.request.urlopen(server.url, timeout=10) as response:
-                body = response.read()
-            times.append(time.perf_counter() - start)
-            size = len(body)
+    try:  # every series changed since the last scrape (the worst case); then nothing did
+        times, body = _timed_scrapes(server.url, scrapes, False, lambda: recorder.record_all(every))
+        gzip_times, gzipped = _timed_scrapes(server.url, scrapes, True, lambda: recorder.record_all(every))
+        unchanged, _ = _timed_scrapes(server.url, scrapes, False)
     finally:
         server.close()
     samples = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
-    return {"models": models, "series": len(recorder), "samples": samples, "bytes": size,
-            "median_ms": statistics.median(times) * 1e3, "max_ms": max(times) * 1e3, "scrapes": scrapes}
+    return {"mix": "realistic" if realistic else f"{models} models x every label combination",
+            "models": 20 if realistic else models, "series": len(recorder), "samples": samples, "bytes": len(body),
+            "gzip_bytes": len(gzipped), "median_ms": statistics.median(times) * 1e3, "max_ms": max(times) * 1e3,
+            "gzip_median_ms": statistics.median(gzip_times) * 1e3, "scrapes": scrapes,
+            "unchanged_median_ms": statistics.median(unchanged) * 1e3,
+            "native": recorder.native is not None}
 
 
 def main() -> None:
@@ -203,17 +243,20 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = {"memory": memory(args.streams, args.waves), "scrape": scrape(args.models, args.scrapes)}
-    m, s = result["memory"], result["scrape"]
+    result = {"memory": memory(args.streams, args.waves), "scrape": scrape(args.models, args.scrapes),
+              "realistic_scrape": scrape(args.models, args.scrapes, realistic=True)}
+    m = result["memory"]
     print(f"memory, {m['streams']} async streams in flight (first event read), heap per stream:")
     print(f"  bare {m['bare_bytes_per_stream']:.0f} B, instrumented {m['instrumented_bytes_per_stream']:.0f} B: "
           f"+{m['added_bytes_per_stream']:.0f} B (bedrock_otel's objects {m['bedrock_otel_bytes_per_stream']:.0f} B, "
           f"OpenTelemetry span {m['opentelemetry_bytes_per_stream']:.0f} B)")
     waves = ", ".join(f"{b / 2**20:.2f}" for b in m["heap_after_each_wave"])
     print(f"  heap after each wave of {m['streams']} concurrent streams (MiB): {waves}")
-    print(f"scrape, {s['models']} models x every label combination: {s['series']} series, {s['samples']} samples, "
-          f"{s['bytes'] / 1024:.0f} KiB; GET /metrics median {s['median_ms']:.1f} ms, max {s['max_ms']:.1f} ms "
-          f"over {s['scrapes']} scrapes")
+    for s in (result["scrape"], result["realistic_scrape"]):
+        print(f"scrape, {s['mix']}: {s['series']} series, {s['samples']} samples, {s['bytes'] / 1024:.0f} KiB "
+              f"({s['gzip_bytes'] / 1024:.0f} KiB gzip); GET /metrics median {s['median_ms']:.1f} ms "
+              f"(gzip {s['gzip_median_ms']:.1f} ms), max {s['max_ms']:.1f} ms over {s['scrapes']} scrapes, "
+              f"every series changed since the last; {s['unchanged_median_ms']:.1f} ms when none did")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -70,14 +70,22 @@ class Pipeline:
         self.spans.clear()
 
 
+# what a scrape of the configuration's Prometheus endpoint renders, besides the OpenTelemetry metrics collection
+# every configuration pays (bedrock_otel's own registry)
+SCRAPES: list[Callable[[], Any]] = []
+
+
 def _bedrock_otel(**settings: Any) -> Callable[[Pipeline], dict[str, Any]]:
     def setup(pipeline: Pipeline) -> dict[str, Any]:
         from prometheus_client import CollectorRegistry
 
         import bedrock_otel
+        from bedrock_otel.exporters.exposition import generate
 
+        registry = CollectorRegistry()
         bedrock_otel.instrument(tracer_provider=pipeline.tracer_provider, meter_provider=pipeline.meter_provider,
-                                registry=CollectorRegistry(), **settings)
+                                registry=registry, **settings)
+        SCRAPES.append(lambda: generate(registry))
         return {}
     return setup
 
@@ -120,6 +128,8 @@ CONFIGURATIONS = {c.name: c for c in (
     Configuration("bedrock_otel", _bedrock_otel()),
     Configuration("bedrock_otel metrics-only", _bedrock_otel(traces=False)),
     Configuration("bedrock_otel spans-only", _bedrock_otel(metrics="none")),
+    Configuration("bedrock_otel prometheus-only", _bedrock_otel(traces=False, metrics="prometheus")),
+    Configuration("bedrock_otel hooks-only", _bedrock_otel(traces=False, metrics="none")),  # the hooks' own cost
     Configuration("bedrock_otel retry", _bedrock_otel(retry=True)),  # healthy streams: the read-ahead's cost
     Configuration("sdk built-in tracing", _sdk_builtin, min_sdk=(1, 14)),
     Configuration("traceloop", _instrumentor("opentelemetry.instrumentation.anthropic", meters=True),
@@ -238,7 +248,20 @@ def main() -> None:
             results.setdefault(workload, {})[path] = time_reps(run, args.reps, pipeline, loop)
     loop.close()
     print(json.dumps({"config": configuration.name, "anthropic": anthropic.__version__,
-                      "python": sys.version.split()[0], "seconds": results}))
+                      "python": sys.version.split()[0], "seconds": results, "scrape_ms": scrape_ms(pipeline)}))
+
+
+def scrape_ms(pipeline: Pipeline, times: int = 5) -> float:
+    """Median time to collect what the run recorded: the OpenTelemetry metrics (what a periodic or Prometheus
+    reader does for the peers and for bedrock_otel's OTel recorder) plus bedrock_otel's own /metrics text."""
+    spent = []
+    for _ in range(times):
+        start = time.perf_counter()
+        pipeline.metrics.get_metrics_data()
+        for scrape in SCRAPES:
+            scrape()
+        spent.append(time.perf_counter() - start)
+    return sorted(spent)[times // 2] * 1e3
 
 
 if __name__ == "__main__":

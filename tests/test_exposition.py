@@ -103,6 +103,20 @@ def test_native_exposition_equals_prometheus_client(accept: str | None, created:
         prometheus_client.generate_latest(client_registry).decode(), False)
 
 
+def test_a_scrape_after_more_streams_shows_them() -> None:
+    """Histogram lines are kept between scrapes for series that did not change: a change must show."""
+    registry = CollectorRegistry()
+    ours, theirs = PrometheusRecorder(registry, native=True), PrometheusRecorder(CollectorRegistry(), native=False)
+    first = measurements()
+    more = [m for m in first if m[0].kind is c.Kind.HISTOGRAM][::3]
+    assert not ours.record_all(first) and not theirs.record_all(first + more)
+    before = generate(registry)[0]  # renders, and keeps, every histogram's lines
+    assert not ours.record_all(more)
+    after = generate(registry)[0]
+    assert after != before
+    assert parsed(after.decode(), False) == parsed(prometheus_client.generate_latest(theirs.registry).decode(), False)
+
+
 def test_the_rest_of_the_registry_is_served_with_ours_once() -> None:
     registry = recorded(True)
     Counter("app_orders", "The application's own counter.", registry=registry).inc(3)

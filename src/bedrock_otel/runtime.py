@@ -285,11 +285,12 @@ class Runtime:
             self.internal_error("hooks.frame")
 
     def stream_finished(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
-        if self.recorders:
-            self.record(measurements.stream_ended(observer.labels))
+        if self.recorders:  # one batch per recorder
+            batch = list(measurements.stream_ended(observer.labels))
             # uninstrumented while the stream was open: close what it opened (gauge, span), record nothing more
             if ACTIVE is self:
-                self.record(measurements.stream_finished(observer, outcome, duration_ns / 1e9))
+                batch += measurements.stream_finished(observer, outcome, duration_ns / 1e9)
+            self.record(batch)
         if observer.span is not None:
             end_span(observer.span, observer, outcome, self.settings)
 

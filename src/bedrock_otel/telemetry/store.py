@@ -54,7 +54,7 @@ def _use_created() -> bool:
 class _Series:
     """One label combination: its value(s), when it was created, and its label text (`a="x",b="y"`)."""
 
-    __slots__ = ("buckets", "created", "created_text", "labels", "sum", "value")
+    __slots__ = ("buckets", "created", "created_text", "labels", "rendered", "sum", "value", "version")
 
     def __init__(self, labels: str, bucket_count: int) -> None:
         self.labels = labels
@@ -63,6 +63,10 @@ class _Series:
         self.value: float = 0
         self.sum: float = 0.0
         self.buckets = [0] * bucket_count if bucket_count else None
+        # a histogram's bucket, count and sum lines as of `version` (bumped by every write): a series that did
+        # not change since the last scrape is not rendered again
+        self.version = 0
+        self.rendered: tuple[int, str] | None = None
 
 
 class Family:
@@ -121,13 +125,16 @@ class Family:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} histogram\n")
         bucket = name + "_bucket{"
         for s in series:
-            counts, total = s.buckets[:], s.sum  # type: ignore[index]
-            labels = s.labels
-            head = f"{bucket}{labels},le=\"" if labels else f'{bucket}le="'
-            cumulative = list(accumulate(counts))
-            out.extend([f'{head}{bound}"}} {small[c] if c < 4096 else number(c)}\n'
-                        for bound, c in zip(le, cumulative)])
-            out.append(f"{name}_count{{{labels}}} {number(cumulative[-1])}\n{name}_sum{{{labels}}} {number(total)}\n")
+            labels, version, rendered = s.labels, s.version, s.rendered  # the version first: see _Series
+            if rendered is None or rendered[0] != version:
+                counts, total = s.buckets[:], s.sum  # type: ignore[index]
+                head = f"{bucket}{labels},le=\"" if labels else f'{bucket}le="'
+                cumulative = list(accumulate(counts))
+                text = "".join([f'{head}{bound}"}} {small[c] if c < 4096 else number(c)}\n'
+                                for bound, c in zip(le, cumulative)])
+                text += f"{name}_count{{{labels}}} {number(cumulative[-1])}\n{name}_sum{{{labels}}} {number(total)}\n"
+                rendered = s.rendered = (version, text)
+            out.append(rendered[1])
             if openmetrics and created:
                 out.append(f"{name}_created{{{labels}}} {s.created_text}\n")
         if created and series and not openmetrics:
@@ -193,17 +200,21 @@ class NativeFamilies:
                         series.value += value
                     elif kind is Kind.GAUGE:
                         series.value = value
-                    elif instrument.points:
-                        _observe_points(family.bounds, series, value)
                     else:
-                        series.buckets[bisect_left(family.bounds, value)] += 1  # type: ignore[index]
-                        series.sum += value
+                        try:
+                            if instrument.points:
+                                _observe_points(family.bounds, series, value)
+                            else:
+                                series.buckets[bisect_left(family.bounds, value)] += 1  # type: ignore[index]
+                                series.sum += value
+                        finally:  # after the change (a scrape reads the version first), even a partial one
+                            series.version += 1
                 except Exception:
                     failed.append(instrument)
         return failed
 
     def clear(self) -> None:
-        with self._lock:
+        with self._lock:  # new series after this: their versions start again, their rendered text with them
             for family in self.families.values():
                 family.series.clear()
 
