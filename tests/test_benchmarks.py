@@ -81,3 +81,15 @@ def test_boto3_cost_times_both_apis_bare_and_instrumented(tmp_path: Path) -> Non
     assert set(figures) == {"boto3_invoke", "boto3_converse"}
     assert all(set(f) == {"per_stream_us", "per_event_us"} for f in figures.values())
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["boto3_invoke", "boto3_converse"]
+
+
+@pytest.mark.heavy  # valgrind runs the interpreter ~50 times slower: ~2 minutes even at this size
+def test_instruction_counts_per_stream_come_out_for_each_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "instructions.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "instructions.py"), "--configs", "bare,hooks",
+                             "--streams", "2", "--warmup", "1", "--json", str(out)],
+                            capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"bare", "hooks"} and figures["bare"]["Ir"] > 100_000  # a stream is ~5 M instructions
+    assert "instructions over bare" in result.stdout and "hooks" in result.stdout
