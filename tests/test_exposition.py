@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
+import time
 import urllib.request
 from typing import Any
 
@@ -161,3 +163,31 @@ def test_a_measurement_that_cannot_be_taken_is_reported_and_the_rest_of_the_batc
     assert recorder.registry.get_sample_value(c.STREAMS.prometheus_name, labels) == 2.0
     with pytest.raises(ValueError, match=r"anthropic\.streams"):
         recorder.record(c.STREAMS, key, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_records_even_if_a_parent_thread_held_the_lock_at_fork() -> None:
+    recorder = PrometheusRecorder(CollectorRegistry())
+    key = ("anthropic", "m", "", "", sc.API_MESSAGES, sc.OUTCOME_COMPLETED)
+    assert recorder.native is not None
+    with recorder.native._lock:  # a stream ending in another thread at the moment of fork
+        pid = os.fork()
+        if pid == 0:  # the child: what the after-fork hook does, then a stream's end
+            code = 1
+            try:
+                recorder.forget()
+                recorder.record(c.STREAMS, key, 1)
+                labels = dict(zip(c.STREAMS.prometheus_labels, key))
+                code = 0 if recorder.registry.get_sample_value(c.STREAMS.prometheus_name, labels) == 1.0 else 2
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung on the lock it inherited")

@@ -105,7 +105,7 @@ class PrometheusRecorder:
         """Drop every value (in a forked child: the parent's are the parent's to report). In multiprocess mode
         prometheus_client does it by itself: each process writes its own files."""
         if self.native is not None:
-            self.native.clear()
+            self.native.forget()
         elif values.ValueClass is values.MutexValue:
             self._children.clear()
             for metric in self._metrics.values():

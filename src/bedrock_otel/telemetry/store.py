@@ -213,10 +213,12 @@ class NativeFamilies:
                     failed.append(instrument)
         return failed
 
-    def clear(self) -> None:
-        with self._lock:  # new series after this: their versions start again, their rendered text with them
-            for family in self.families.values():
-                family.series.clear()
+    def forget(self) -> None:
+        """In a forked child: drop every series, with a new lock (the parent's may have been held by a thread
+        that does not exist here, and would never be released)."""
+        self._lock = threading.Lock()
+        for family in self.families.values():
+            family.series.clear()  # new series start their versions again, their rendered text with them
 
     def render(self, openmetrics: bool = False) -> str:
         """Our families in the text format (or OpenMetrics, without its `# EOF`)."""
