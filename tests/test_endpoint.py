@@ -181,8 +181,11 @@ def test_stalled_scrapers_block_no_stream_no_other_scrape_and_no_shutdown(bedroc
 
     with CapturedTelemetry(prometheus_port=0) as telemetry:
         padding = Counter("padding", "series to make the scrape big", ["key"], registry=telemetry.registry)
-        for i in range(100000):  # an 8 MB answer: more than the kernel buffers for a reader that stalls
-            padding.labels(f"value-{i:06d}").inc()
+        # an 8 MB answer, more than the kernel buffers for a reader that stalls; made of 2,000 series with long
+        # label values, not 100,000 short ones, so rendering it takes ~0.1 s, not ~1.5 s that a loaded CI turned
+        # into 6 (the bounds below are about blocking, not about render speed)
+        for i in range(2000):
+            padding.labels(f"value-{i:06d}-" + "x" * 2000).inc()
         server = bedrock_otel.metrics_server()
         assert server is not None
         before = threading.active_count()
