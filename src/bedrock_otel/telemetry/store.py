@@ -82,15 +82,16 @@ class Family:
         self.bounds = list(instrument.buckets or ()) if instrument.kind is Kind.HISTOGRAM else []
         self.le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
         self.series: dict[tuple[str, ...], _Series] = {}
+        # HELP text, escaped once: the text format escapes backslash and newline, OpenMetrics the quote too
+        help_text = instrument.description.replace("\\", r"\\").replace("\n", r"\n")
+        self.help = {False: help_text, True: help_text.replace('"', r"\"")}
 
-    def series_for(self, values: tuple[str, ...]) -> _Series:
-        series = self.series.get(values)
-        if series is None:
-            if len(values) != len(self.label_names):
-                raise ValueError(f"{self.name}: {len(values)} label values for {len(self.label_names)} labels")
-            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(self.label_names, values)))
-            series = _Series(text, len(self.le) if self.bounds else 0)
-            self.series[values] = series
+    def new_series(self, values: tuple[str, ...]) -> _Series:
+        """Add the series of a label combination not seen before (its label text made here, once)."""
+        if len(values) != len(self.label_names):
+            raise ValueError(f"{self.name}: {len(values)} label values for {len(self.label_names)} labels")
+        text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in sorted(zip(self.label_names, values)))
+        series = self.series[values] = _Series(text, len(self.le) if self.bounds else 0)
         return series
 
     # -- the exposition formats --------------------------------------------------------------------------
@@ -99,9 +100,7 @@ class Family:
         """Append this family's lines: the Prometheus text format 0.0.4, or OpenMetrics 1.0 (a family without
         series still has its HELP and TYPE, as prometheus_client writes it)."""
         series = list(self.series.values())  # a copy: a stream may add a series while we render
-        help_text = self.instrument.description.replace("\\", r"\\").replace("\n", r"\n")
-        if openmetrics:
-            help_text = help_text.replace('"', r"\"")
+        help_text = self.help[openmetrics]
         name, kind = self.name, self.kind
         if kind is Kind.HISTOGRAM:
             self._render_histograms(out, series, help_text, openmetrics, created)
@@ -153,11 +152,10 @@ class Family:
         for values, s in list(self.series.items()):
             labels = dict(zip(self.label_names, values))
             if self.kind is Kind.HISTOGRAM:
-                accumulated = 0
-                for bound, count in zip(self.le, s.buckets[:]):  # type: ignore[index]
-                    accumulated += count
-                    metric.add_sample(self.name + "_bucket", {**labels, "le": bound}, float(accumulated))
-                metric.add_sample(self.name + "_count", labels, float(accumulated))
+                cumulative = list(accumulate(s.buckets[:]))  # type: ignore[index]
+                for bound, count in zip(self.le, cumulative):
+                    metric.add_sample(self.name + "_bucket", {**labels, "le": bound}, float(count))
+                metric.add_sample(self.name + "_count", labels, float(cumulative[-1]))
                 metric.add_sample(self.name + "_sum", labels, float(s.sum))
             else:
                 metric.add_sample(self.name + "_total" if self.kind is Kind.COUNTER else self.name, labels,
@@ -190,7 +188,7 @@ class NativeFamilies:
                     family = families[instrument]
                     series = family.series.get(values)
                     if series is None:
-                        series = family.series_for(values)
+                        series = family.new_series(values)
                     kind = family.kind
                     if kind is Kind.COUNTER:
                         if value < 0:
