@@ -113,10 +113,13 @@ class PrometheusRecorder:
 
     def close(self) -> None:
         """Unregister the metrics, so that a later recorder can register the same names."""
-        if self.native is not None and NATIVE.get(self.registry) is self.native:
-            del NATIVE[self.registry]
-        for metric in (*self._metrics.values(), *([self.native] if self.native is not None else [])):
+        collectors: list[Any] = list(self._metrics.values())
+        if self.native is not None:
+            collectors.append(self.native)
+            if NATIVE.get(self.registry) is self.native:
+                del NATIVE[self.registry]
+        for collector in collectors:
             try:
-                self.registry.unregister(metric)
+                self.registry.unregister(collector)
             except KeyError:
                 pass
