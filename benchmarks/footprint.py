@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import bedrock_otel
+from bedrock_otel import errors
 from bedrock_otel import semconv as sc
-from bedrock_otel.observe import classify
-from bedrock_otel.observe.retry import RETRY_STATUS
+from bedrock_otel.errors import RETRY_STATUS
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.telemetry.catalog import CATALOG
 from bedrock_otel.telemetry.prometheus import PrometheusRecorder
@@ -117,7 +117,7 @@ def memory(streams: int, waves: int) -> dict[str, Any]:
 
 # -- scrape -------------------------------------------------------------------------------------------------
 
-ERROR_TYPES = [*sorted(sc.ANTHROPIC_ERROR_TYPES | sc.BEDROCK_EXCEPTION_TYPES), sc.OTHER]
+ERROR_TYPES = [*sorted(errors.ERRORS), sc.OTHER]
 # every value an attribute can take besides the stream's own labels; the error type pairs with its source
 DOMAINS: dict[str, tuple[str, ...]] = {
     sc.EVENT_TYPE: (*sc.EVENT_TYPES, sc.OTHER, sc.NONE),
@@ -174,7 +174,7 @@ def label_combinations(instrument: Any, keys: list[dict[str, str]], domains: dic
         if attribute == sc.ERROR_SOURCE:
             continue  # follows the error type
         if attribute == sc.ERROR_TYPE and sc.ERROR_SOURCE in own:
-            choices.append([{sc.ERROR_TYPE: t, sc.ERROR_SOURCE: classify.error_source(t)} for t in error_types])
+            choices.append([{sc.ERROR_TYPE: t, sc.ERROR_SOURCE: errors.source_of(t)} for t in error_types])
         elif attribute == sc.ERROR_TYPE and sc.RETRY_RESULT in own:  # only retryable types are retried
             choices.append([{sc.ERROR_TYPE: t} for t in sorted(RETRY_STATUS)])
         else:

@@ -19,8 +19,8 @@ import pytest
 from procs import run_python
 
 import bedrock_otel
-from bedrock_otel import runtime
 from bedrock_otel import semconv as sc
+from bedrock_otel.observe import live
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
@@ -135,7 +135,7 @@ def test_a_failing_reset_step_is_counted_and_the_others_still_run(bedrock_otel_s
     def broken() -> None:
         raise RuntimeError("bug in bedrock_otel")
 
-    monkeypatch.setattr(runtime, "disown_inherited_streams", broken)  # the second of five steps
+    monkeypatch.setattr(live, "disown_inherited_streams", broken)  # the second of five steps
     with CapturedTelemetry(prometheus_port=0) as t:
         client = make_client(bedrock_otel_server, "bedrock", "sync")
         open_stream = client.messages.create(stream=True, **request_for("bedrock", "normal"))

@@ -18,6 +18,7 @@ from driver import drive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bedrock_otel import errors
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios
@@ -40,7 +41,7 @@ PART = st.one_of(
     st.builds(scenarios.Raw, st.binary(max_size=64)),  # a frame (Bedrock) or data line (SSE) with any bytes
     st.builds(scenarios.Garbage, st.binary(max_size=64)),  # bytes outside any frame
     st.builds(scenarios.Garbage, st.text(max_size=64).map(str.encode)),  # arbitrary SSE text
-    st.builds(scenarios.ExceptionFrame, st.sampled_from([*sc.BEDROCK_EXCEPTION_TYPES, "madeUpException"]),
+    st.builds(scenarios.ExceptionFrame, st.sampled_from([*errors.BEDROCK_EXCEPTION_TYPES, "madeUpException"]),
               st.text(max_size=20)),
 )
 BODIES = st.lists(PART, max_size=8).map(lambda parts: (scenarios.message_start(), *parts))

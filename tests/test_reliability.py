@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import bedrock_otel
+from bedrock_otel import errors
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios
@@ -79,7 +80,7 @@ def test_ten_thousand_models_and_novel_types_stay_within_the_caps() -> None:
           f"model label values: {len(models)}; recorder children: {early_children} -> {late_children}")
     assert len(models - {sc.OTHER}) == cap and sc.OTHER in models
     assert _label_values(late_series, "anthropic_stream_event_type") <= {*sc.EVENT_TYPES, sc.OTHER}
-    assert _label_values(late_series, "error_type") <= {*sc.ANTHROPIC_ERROR_TYPES, *sc.BEDROCK_EXCEPTION_TYPES,
+    assert _label_values(late_series, "error_type") <= {*errors.ANTHROPIC_ERROR_TYPES, *errors.BEDROCK_EXCEPTION_TYPES,
                                                         sc.OTHER, "APIStatusError", ""}
     assert len(late_series) == len(early_series)  # nothing new after the caps filled up
     assert late_children == early_children  # and no per-value state kept behind the scenes

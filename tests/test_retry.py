@@ -19,7 +19,8 @@ from driver import APIS, MODES, PROVIDER_NAMES, PROVIDERS, api_available, drive,
 from test_streams import assert_telemetry
 
 from bedrock_otel import semconv as sc
-from bedrock_otel.observe.retry import HOLD_LIMIT, RETRY_STATUS
+from bedrock_otel.errors import RETRY_STATUS
+from bedrock_otel.observe.retry import HOLD_LIMIT
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios as s
 from bedrock_otel.testing._sdk import SDK
@@ -399,12 +400,12 @@ def test_a_failing_look_ahead_is_counted_and_changes_nothing(bedrock_otel_server
                                                               provider: str, mode: str, broken: str) -> None:
     """bedrock_otel's own failure while reading ahead: the body is handed on as it came (the application sees
     what it sees without retry mode) and the failure is counted."""
-    from bedrock_otel.observe import retry
+    from bedrock_otel.observe import replay, retry
 
     def fail(*args: Any) -> None:
         raise RuntimeError("a bug in bedrock_otel")
 
-    owner = retry.Lookahead if broken == "_decide" else retry
+    owner = retry.Lookahead if broken == "_decide" else replay
     monkeypatch.setattr(owner, broken, fail)
     for scenario in ("normal", "rate_limited_then_ok"):
         bare = drive(bedrock_otel_server, provider, mode, "create", scenario)

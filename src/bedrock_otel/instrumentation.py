@@ -15,6 +15,7 @@ from . import semconv as sc
 from ._version import __version__
 from .config import Settings, sdk_disabled
 from .hooks.patcher import Patcher
+from .observe import live
 from .support import SUPPORTED_ANTHROPIC
 from .telemetry import catalog
 
@@ -74,7 +75,7 @@ def _after_fork_in_child() -> None:
     bedrock_otel-built OTLP pipelines forget the parent's measurements, the pipelines get their own
     service.instance.id and connections, and the parent's /metrics server and open streams stay the parent's.
     Each step runs whatever happened to the one before; forgetting comes first, so a failure is still counted."""
-    for step in (_forget_recorded, runtime.disown_inherited_streams, _release_parent_servers,
+    for step in (_forget_recorded, live.disown_inherited_streams, _release_parent_servers,
                  exporters.reset_pipelines_after_fork, _restart_runtime):
         try:
             step()

@@ -1,4 +1,4 @@
-"""The live instrumentation: settings, recorders and tracer, and what the hooks call into.
+"""The live instrumentation: settings, recorders and tracer, and the one path every client family's hooks call.
 
 `ACTIVE` is the one running `Runtime` (None when not instrumented). Hooks read it on every call, so
 uninstrumenting stops all recording at once, even for streams that are still open.
@@ -10,34 +10,30 @@ import contextvars
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from functools import partial
 from time import perf_counter_ns
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
 from .config import Settings
-from .observe import boto, classify, repair, retry
-from .observe.labels import labels_for
-from .observe.observer import NONE, SPAN_EVENT_LEVELS, CallContext, StreamObserver
+from .observe import classify
+from .observe.live import LIVE
+from .observe.observer import CALLER_STOPPED, RAISED, SPAN_EVENT_LEVELS, CallContext, StreamObserver
+from .observe.retry import Lookahead
 from .telemetry import catalog, measurements
-from .telemetry.spans import end_span, open_span, server_of_url, start_span
+from .telemetry.spans import end_span, open_span
+
+if TYPE_CHECKING:
+    from .families import Family
 
 log = logging.getLogger("bedrock_otel")
 
 ACTIVE: Runtime | None = None
 CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar("bedrock_otel_call", default=None)
-
-# httpx(2).Response -> observer of the stream reading it (weak: the SDK decides the response's lifetime)
-OBSERVERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
-# AWSEventStreamDecoder -> observer, for frames the decoder drops before any stream hook sees them
-DECODERS: weakref.WeakKeyDictionary[Any, StreamObserver] = weakref.WeakKeyDictionary()
-# botocore EventStream -> observer of the bedrock-runtime call that returned it
-BOTO_STREAMS: weakref.WeakKeyDictionary[Any, boto.BotoStreamObserver] = weakref.WeakKeyDictionary()
 
 _WARNING_INTERVAL_S = 60.0
 _warning_lock = threading.Lock()
@@ -45,8 +41,8 @@ _last_warning = [-_WARNING_INTERVAL_S]  # per process, across instrument() calls
 
 
 class ActiveCall:
-    """One SDK (or botocore) call in progress: its context is current (for the attempt hook, and the span for
-    tracing); `on_end` takes what the call returned or raised."""
+    """One call in progress: its context is current (for the attempt hook, and the span for tracing); `on_end`
+    takes what the call returned or raised."""
 
     __slots__ = ("_call_token", "_otel_token", "ctx", "on_end")
 
@@ -65,13 +61,18 @@ class ActiveCall:
 
 
 class Runtime:
+    """One path for every client family (`families/`): a call, its HTTP attempts, its stream, its end. What
+    differs between families is asked of the family; everything else happens here once."""
+
     def __init__(self, settings: Settings, recorders: Iterable[Any], tracer: Any) -> None:
         self.settings = settings
         self.recorders = tuple(recorders)
         self.tracer = tracer if settings.traces else None
+        # what observers read (observe/observer.py `StreamSink`)
         self.span_event_level = SPAN_EVENT_LEVELS[settings.span_events]
+        self.capture_content = settings.capture_content
+        self.repair_mode = settings.repair
         self._model_cap = classify.ValueCap(settings.max_models)
-        self.repair = repair
         self._record_baseline()
 
     def _record_baseline(self) -> None:
@@ -96,203 +97,142 @@ class Runtime:
             self.record([(catalog.TELEMETRY_DROPPED, (sc.DROPPED_LABEL_OVERFLOW,), 1)])
         return capped
 
-    # -- calls (SyncAPIClient.request / AsyncAPIClient.request) -------------------------------------
+    # -- calls -------------------------------------------------------------------------------------------
 
-    def start_call(self, client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ActiveCall | None:
-        """Enter one SDK call: its context (for streams, an observer with a current span). Never raises."""
+    def start_call(self, family: Family, client: Any, request: Any) -> ActiveCall | None:
+        """Enter one call of `family` (None: not one it observes). A streamed call gets an observer and its span,
+        current while the client sends; it is in flight from now. Never raises."""
         try:
-            options = args[1] if len(args) > 1 else kwargs.get("options")
-            labels = labels_for(client, options, self.cap_model)
-            if not kwargs.get("stream"):
-                return ActiveCall(self.end_call, CallContext(labels), None)
+            call = family.call(client, request, self.cap_model)
+            if call is None:
+                return None
+            labels = call.labels
+            if not call.streamed:
+                return ActiveCall(self.end_call, CallContext(family, labels, call.identity), None)
             started = perf_counter_ns()
             span = None
             if self.tracer is not None:
-                span = start_span(self.tracer, labels, self.settings, options, client)
-            return self._stream_call(StreamObserver(self, labels, span, started), self.end_call)
+                span = open_span(self.tracer, labels, self.settings, family.span_attributes(client, request),
+                                 partial(family.request_messages, request))
+            observer = family.observer_class(labels)(family, labels, call.identity, self, span, started)
+            self.record(measurements.in_flight(labels, 1))
+            token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+            return ActiveCall(self.end_call, observer, token)
         except Exception:
-            self.internal_error("hooks.request")
+            self.internal_error(family.components.call)
             return None
-
-    def _stream_call(self, observer: StreamObserver, on_end: Callable[[Any, Any, BaseException | None], None]
-                     ) -> ActiveCall:
-        """A streamed call starts: in flight from now, its span current while the client sends."""
-        span = observer.span
-        if span is not None and not span.is_recording():
-            observer.level = NONE
-        self.record(measurements.stream_started(observer.labels))
-        token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-        return ActiveCall(on_end, observer, token)
 
     def end_call(self, ctx: CallContext, result: Any = None, error: BaseException | None = None) -> None:
-        """The call returned (a stream for streamed calls) or raised before any stream existed."""
+        """The call returned (a stream, for streamed calls) or raised before any stream existed."""
         try:
+            ctx.request = None  # the call is over: let its request go
             if not isinstance(ctx, StreamObserver):
                 return
-            response = getattr(result, "response", None) or getattr(result, "http_response", None)
-            _watch_or_end(ctx, error, response, OBSERVERS)
-        except Exception:
-            self.internal_error("hooks.request")
-
-    # -- botocore calls (BaseClient._make_api_call): bedrock-runtime streams of Claude ------------------
-
-    def start_boto_call(self, client: Any, operation: str, params: Any) -> ActiveCall | None:
-        """Enter a botocore call if it is an observed stream (see `observe/boto.py`), else None. Never raises."""
-        try:
-            found = boto.observed_api(client, operation, params)
-            if found is None:
-                return None
-            api = found[0]
-            started = perf_counter_ns()
-            labels = boto.labels_for(client, api, params, self.cap_model)
-            span = None
-            if self.tracer is not None:
-                request = {**server_of_url(getattr(client.meta, "endpoint_url", None)),
-                           **boto.request_parameters(api, params)}
-                span = open_span(self.tracer, labels, self.settings, request,
-                                 lambda: boto.request_messages(api, params))
-            observer = boto.observer_class(api)(self, labels, span, started)
-            observer.params = params
-            return self._stream_call(observer, partial(self.end_boto_call, found[1]))
-        except Exception:
-            self.internal_error("hooks.boto_call")
-            return None
-
-    def end_boto_call(self, key: str, ctx: CallContext, result: Any, error: BaseException | None) -> None:
-        """The call returned its EventStream (under `key` of the result), or raised before any stream existed."""
-        try:
-            if not isinstance(ctx, boto.BotoStreamObserver):
+            if error is not None:
+                ctx.finish(RAISED, error)
                 return
-            ctx.params = None  # the call is over: let the request go
-            stream = boto.event_stream_of(result.get(key)) if isinstance(result, dict) else None
-            _watch_or_end(ctx, error, stream, BOTO_STREAMS)
+            handle = ctx.family.returned_stream(ctx, result)
+            if handle is None:
+                ctx.finish(CALLER_STOPPED)
+            else:  # the stream hooks will find the observer by it; it ends as abandoned if collected first
+                LIVE[handle] = ctx
+                ctx.bind(handle)
         except Exception:
-            self.internal_error("hooks.boto_call")
+            self.internal_error(ctx.family.components.call)
 
-    def boto_observer_for(self, stream: Any) -> boto.BotoStreamObserver | None:
-        """The observer of an EventStream being iterated, if it is an open observed stream."""
-        try:
-            observer = BOTO_STREAMS.get(stream)
-            return observer if observer is not None and observer.is_open() else None
-        except Exception:
-            self.internal_error("hooks.boto_stream")
-            return None
+    # -- HTTP attempts --------------------------------------------------------------------------------------
 
-    def boto_closed(self, stream: Any) -> None:
-        try:
-            observer = BOTO_STREAMS.get(stream)
-            if observer is not None:
-                observer.finish("caller_stopped")
-        except Exception:
-            self.internal_error("hooks.boto_stream")
-
-    # -- HTTP attempts (httpx / httpx2 Client.send) --------------------------------------------------
-
-    def http_response(self, ctx: CallContext, response: Any) -> None:
-        """One HTTP attempt's httpx response."""
-        try:
-            if isinstance(ctx, StreamObserver):  # first: whatever fails below, the stream must find its observer
-                OBSERVERS[response] = ctx  # SDKs <= 1.13 build the Stream before `request()` returns
-            self._attempt(ctx, response)
-        except Exception:
-            self.internal_error("hooks.send")
-
-    def boto_response(self, ctx: CallContext, response: Any) -> None:
-        """One HTTP attempt's botocore `AWSResponse`."""
-        try:
-            self._attempt(ctx, response)
-        except Exception:
-            self.internal_error("hooks.boto_send")
-
-    def _attempt(self, ctx: CallContext, response: Any) -> None:
-        headers = classify.headers_read(response.headers)
-        ctx.attempts += 1
-        ctx.request_id = classify.request_id(headers) or ctx.request_id
-        self.record(measurements.http_response(ctx.labels, response.status_code, headers))
-
-    # -- retry mode (around the same HTTP attempts) ----------------------------------------------------
-
-    def read_ahead(self, ctx: CallContext, response: Any, read: Callable[[Any], Any] = retry.read_ahead) -> Any:
-        """The response the client gets for this attempt of a streamed call (see `observe/retry.py`): `read` is
-        the SDK's look-ahead (httpx), or botocore's (`read_ahead_aws`)."""
-        if not isinstance(ctx, StreamObserver):
-            return response
-        response, look = read(response)
-        if look is not None:
-            self._looked_ahead(ctx, look)
-        return response
-
-    async def aread_ahead(self, ctx: CallContext, response: Any) -> Any:
-        if not isinstance(ctx, StreamObserver):
-            return response
-        response, look = await retry.aread_ahead(response)
-        if look is not None:
-            self._looked_ahead(ctx, look)
-        return response
-
-    def _looked_ahead(self, observer: StreamObserver, look: retry.Lookahead) -> None:
-        if look.failed:
-            self.internal_error("retry.read_ahead")
-        if look.retryable is not None:
+    def attempt_starting(self, ctx: CallContext) -> None:
+        """The client sends an attempt. After one whose in-band error was handed over as an HTTP error (retry
+        mode), that error was retried."""
+        if ctx.pending_retry is not None:
             try:
-                observer.absorb(look.events, look.retryable)
+                ctx.retrying()  # type: ignore[attr-defined]  # only observers have pending retries
             except Exception:
                 self.internal_error("retry.read_ahead")
 
-    def retrying(self, ctx: CallContext) -> None:
-        """The SDK sends another attempt of a call whose last attempt opened with a retryable in-band error."""
+    def attempt_answered(self, ctx: CallContext, response: Any) -> Any:
+        """One attempt's response: recorded; the response the client gets (retry mode may read ahead)."""
+        self._attempt(ctx, response)
+        if self.settings.retry and isinstance(ctx, StreamObserver):
+            return self._looked_ahead(ctx, *ctx.family.read_ahead(response))
+        return response
+
+    async def aattempt_answered(self, ctx: CallContext, response: Any) -> Any:
+        self._attempt(ctx, response)
+        if self.settings.retry and isinstance(ctx, StreamObserver):
+            return self._looked_ahead(ctx, *await ctx.family.aread_ahead(response))
+        return response
+
+    def _attempt(self, ctx: CallContext, response: Any) -> None:
         try:
-            if isinstance(ctx, StreamObserver):
-                ctx.retrying()
+            ctx.family.attempt_answered(ctx, response)  # first: whatever fails below, the stream must be found
+            headers = classify.headers_read(response.headers)
+            ctx.attempts += 1
+            ctx.request_id = classify.request_id(headers) or ctx.request_id
+            self.record(measurements.http_response(ctx.labels, response.status_code, headers))
         except Exception:
-            self.internal_error("retry.read_ahead")
+            self.internal_error(ctx.family.components.send)
 
-    # -- streams ---------------------------------------------------------------------------------------
+    def _looked_ahead(self, observer: StreamObserver, response: Any, look: Lookahead | None) -> Any:
+        """Retry mode: a retryable error read ahead is absorbed by the observer (pending until the next attempt
+        or the end of the call); `response` is what the client gets."""
+        if look is not None:
+            if look.failed:
+                self.internal_error("retry.read_ahead")
+            if look.retryable is not None:
+                try:
+                    observer.absorb(look.events, look.retryable)
+                except Exception:
+                    self.internal_error("retry.read_ahead")
+        return response
 
-    def observer_for(self, stream: Any) -> StreamObserver | None:
-        """The observer of a Stream (or its copy, SDK >= 1.14); adopts streams made outside `request()`."""
+    # -- streams ----------------------------------------------------------------------------------------------
+
+    def stream_observer(self, family: Family, stream: Any) -> StreamObserver | None:
+        """The observer of an open stream of `family`; a stream made outside an observed call is adopted if the
+        family labels it."""
         try:
-            response = stream.response
-            observer = OBSERVERS.get(response)
+            handle = family.stream_handle(stream)
+            observer = LIVE.get(handle)
             if observer is None:
-                labels = labels_for(stream._client, None, self.cap_model)
-                observer = StreamObserver(self, labels, None, perf_counter_ns())
-                self.record(measurements.stream_started(labels))
-                OBSERVERS[response] = observer
-                observer.bind(response)
-            decoder = getattr(stream, "_decoder", None)
-            if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
-                DECODERS[decoder] = observer
+                labels = family.adopt(stream, self.cap_model)
+                if labels is None:
+                    return None
+                observer = family.observer_class(labels)(family, labels, None, self, None, perf_counter_ns())
+                self.record(measurements.in_flight(labels, 1))
+                LIVE[handle] = observer
+                observer.bind(handle)
+            elif not observer.is_open():
+                return None
+            family.watching(stream, observer)
             return observer
         except Exception:
-            self.internal_error("hooks.stream")
+            self.internal_error(family.components.stream)
             return None
 
-    def caller_closed(self, stream: Any) -> None:
+    def caller_closed(self, family: Family, stream: Any) -> None:
+        """The caller closed a stream: it ends now, not at collection."""
         try:
-            observer = OBSERVERS.get(stream.response)
+            observer = LIVE.get(family.stream_handle(stream))
             if observer is not None:
-                observer.finish("caller_stopped")
+                observer.finish(CALLER_STOPPED)
         except Exception:
-            self.internal_error("hooks.close")
+            self.internal_error(family.components.close)
 
-    def dropped_frame(self, decoder: Any, event: Any) -> None:
-        try:
-            observer = DECODERS.get(decoder)
-            if observer is not None:
-                observer.dropped_chunk(_frame_payload(event))
-        except Exception:
-            self.internal_error("hooks.frame")
-
-    def stream_finished(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
+    def stream_ended(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
+        """A stream ended (once): the in-flight gauge goes down, its measurements are recorded and its span ends.
+        Uninstrumented while it was open: it closes what it opened (gauge, span) and records nothing more."""
+        span = observer.span
+        recording = ACTIVE is self and bool(self.recorders)
+        summary = observer.summary(outcome, duration_ns) if recording or span is not None else None
         if self.recorders:  # one batch per recorder
-            batch = list(measurements.stream_ended(observer.labels))
-            # uninstrumented while the stream was open: close what it opened (gauge, span), record nothing more
-            if ACTIVE is self:
-                batch += measurements.stream_finished(observer, outcome, duration_ns / 1e9)
+            batch = list(measurements.in_flight(observer.labels, -1))
+            if recording:
+                batch += measurements.of_stream(summary)  # type: ignore[arg-type]
             self.record(batch)
-        if observer.span is not None:
-            end_span(observer.span, observer, outcome, self.settings)
+        if span is not None:
+            end_span(span, summary, self.settings)  # type: ignore[arg-type]
 
     # -- recording ------------------------------------------------------------------------------------
 
@@ -345,28 +285,6 @@ class Runtime:
         )
 
 
-def _watch_or_end(observer: StreamObserver, error: BaseException | None, handle: Any,
-                  registry: weakref.WeakKeyDictionary[Any, Any]) -> None:
-    """A streamed call is over: it raised before any stream existed (the stream ends as an error), returned none
-    (it ends now), or returned `handle` (the response or EventStream) that its stream hooks will look it up by."""
-    if error is not None:
-        observer.finish("raised", error)
-    elif handle is None:
-        observer.finish("caller_stopped")
-    else:
-        registry[handle] = observer
-        observer.bind(handle)
-
-
-def disown_inherited_streams() -> None:
-    """In a forked child: the streams open in the parent at fork are the parent's to count and end."""
-    for observer in [*OBSERVERS.values(), *BOTO_STREAMS.values()]:
-        observer.disown()
-    OBSERVERS.clear()
-    DECODERS.clear()
-    BOTO_STREAMS.clear()
-
-
 def sdk_version() -> str:
     try:
         from importlib.metadata import version
@@ -374,16 +292,3 @@ def sdk_version() -> str:
         return version("anthropic")
     except Exception:
         return "unknown"
-
-
-def _frame_payload(event: Any) -> Any:
-    """The decoded chunk inside an AWS event-stream frame, or None."""
-    import base64
-    import json
-
-    try:
-        envelope = json.loads(event.payload)
-        return json.loads(base64.b64decode(envelope["bytes"]))
-    except Exception:
-        return None
-

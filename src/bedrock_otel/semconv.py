@@ -129,31 +129,7 @@ TOKEN_OUTPUT = "output"
 TOKEN_CACHE_READ = "cache_read"
 TOKEN_CACHE_CREATION = "cache_creation"
 
-ANTHROPIC_ERROR_TYPES = frozenset(
-    {
-        "rate_limit_error",
-        "overloaded_error",
-        "api_error",
-        "invalid_request_error",
-        "authentication_error",
-        "permission_error",
-        "not_found_error",
-        "request_too_large",
-        "billing_error",
-        "timeout_error",
-    }
-)
-BEDROCK_EXCEPTION_TYPES = frozenset(
-    {
-        "throttlingException",
-        "modelStreamErrorException",
-        "internalServerException",
-        "serviceUnavailableException",
-        "validationException",
-        "modelTimeoutException",
-    }
-)
-RATE_LIMIT_ERROR_TYPES = {"rate_limit_error": SOURCE_ERROR_EVENT, "throttlingException": SOURCE_EXCEPTION_FRAME}
+# error.type values, and what each error type stands for: the in-band error table, `bedrock_otel/errors.py`
 
 # bedrock_otel.component values: where bedrock_otel caught one of its own errors. Every value is exported
 # (at 0) from the moment instrumentation starts, so an absent series means the telemetry itself is missing.

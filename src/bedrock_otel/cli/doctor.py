@@ -20,9 +20,9 @@ from .._version import __version__
 from ..config import ConfigError, Settings
 from ..exporters import otlp
 from ..exporters.prometheus import MULTIPROC_DIR_ENV
+from ..families.boto import OPERATIONS
 from ..hooks.targets import TARGETS
 from ..instrumentation import PATCHER
-from ..observe.boto import OPERATIONS
 from ..support import NEWEST_TESTED_ANTHROPIC, SUPPORTED_ANTHROPIC, version_tuple
 
 NAME = "doctor"

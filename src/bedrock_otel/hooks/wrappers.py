@@ -1,7 +1,9 @@
-"""The functions patched into the SDK. Each one is thin: look up the runtime, delegate, never raise.
+"""The functions patched into the clients. Each one is thin: look up the runtime, hand over to its one path with
+the family the hook belongs to (`families/`), never raise.
 
-All but `frame_hook` are wrapt wrappers, called once per call, attempt or stream. `frame_hook` runs once per
-Bedrock frame, where a wrapt wrapper would cost ~0.6 µs; it is a plain function (~0.04 µs).
+`request`/`arequest` are the Anthropic SDK's call hooks; `attempt(family)` and `aattempt(family)` make any
+family's HTTP-attempt hook; `frame_hook` runs once per Bedrock frame, where a wrapt wrapper would cost ~0.6 µs,
+so it is a plain function (~0.04 µs).
 """
 
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .. import runtime as rt
+from ..families.sdk import SDK, dropped_frame
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
 def request(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """`SyncAPIClient.request`: one call, all of its retries; for streams, the span and the observer."""
     runtime = rt.ACTIVE
-    return within(runtime.start_call(instance, args, kwargs) if runtime is not None else None, wrapped, args, kwargs)
+    call = runtime.start_call(SDK, instance, (args, kwargs)) if runtime is not None else None
+    return run_in_call(call, wrapped, args, kwargs)
 
 
-def within(call: rt.ActiveCall | None, wrapped: Callable[..., Any], args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> Any:
+def run_in_call(call: rt.ActiveCall | None, wrapped: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
     """Run a (sync) call inside `call` (None: as it is), which takes what it returned or raised."""
     if call is None:
         return wrapped(*args, **kwargs)
@@ -34,7 +40,7 @@ def within(call: rt.ActiveCall | None, wrapped: Callable[..., Any], args: tuple[
 async def arequest(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """`AsyncAPIClient.request`, as `request`."""
     runtime = rt.ACTIVE
-    call = runtime.start_call(instance, args, kwargs) if runtime is not None else None
+    call = runtime.start_call(SDK, instance, (args, kwargs)) if runtime is not None else None
     if call is None:
         return await wrapped(*args, **kwargs)
     try:
@@ -46,49 +52,52 @@ async def arequest(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     return result
 
 
-def send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """`httpx.Client.send` (and httpx2): one HTTP attempt; only attempts made inside an SDK call are seen.
-    In retry mode, the first events of a streamed call's body are read ahead here (`observe/retry.py`)."""
-    ctx = rt.CURRENT_CALL.get()
-    if ctx is not None and ctx.pending_retry is not None:
-        _retrying(ctx)
-    response = wrapped(*args, **kwargs)
-    runtime = rt.ACTIVE
-    if ctx is not None and runtime is not None:
-        runtime.http_response(ctx, response)
-        if runtime.settings.retry:
-            response = runtime.read_ahead(ctx, response)
-    return response
+def attempt(family: Any) -> Wrapper:
+    """The hook of one HTTP attempt of `family` (`httpx.Client.send`, `Endpoint._send`): only attempts made inside
+    one of its calls are seen. Retry mode reads ahead in `Runtime.attempt_answered`."""
+
+    def send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ctx = rt.CURRENT_CALL.get()
+        runtime = rt.ACTIVE
+        if ctx is None or ctx.family is not family or runtime is None:
+            return wrapped(*args, **kwargs)
+        runtime.attempt_starting(ctx)
+        response = wrapped(*args, **kwargs)
+        runtime = rt.ACTIVE
+        return runtime.attempt_answered(ctx, response) if runtime is not None else response
+
+    return send
 
 
-async def asend(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx = rt.CURRENT_CALL.get()
-    if ctx is not None and ctx.pending_retry is not None:
-        _retrying(ctx)
-    response = await wrapped(*args, **kwargs)
-    runtime = rt.ACTIVE
-    if ctx is not None and runtime is not None:
-        runtime.http_response(ctx, response)
-        if runtime.settings.retry:
-            response = await runtime.aread_ahead(ctx, response)
-    return response
+def aattempt(family: Any) -> Wrapper:
+    """The async twin of `attempt`."""
+
+    async def asend(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ctx = rt.CURRENT_CALL.get()
+        runtime = rt.ACTIVE
+        if ctx is None or ctx.family is not family or runtime is None:
+            return await wrapped(*args, **kwargs)
+        runtime.attempt_starting(ctx)
+        response = await wrapped(*args, **kwargs)
+        runtime = rt.ACTIVE
+        return await runtime.aattempt_answered(ctx, response) if runtime is not None else response
+
+    return asend
 
 
-def _retrying(ctx: Any) -> None:
-    runtime = rt.ACTIVE
-    if runtime is not None:
-        runtime.retrying(ctx)
+send = attempt(SDK)  # httpx(2).Client.send
+asend = aattempt(SDK)  # httpx(2).AsyncClient.send
 
 
-def _observed(method: str) -> Callable[..., Any]:
-    """A wrapper for a stream generator method that hands the generator to the observer's `method`."""
+def _observed(method: str) -> Wrapper:
+    """A wrapper for an SDK stream generator method that hands the generator to the observer's `method`."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         generator = wrapped(*args, **kwargs)
         runtime = rt.ACTIVE
         if runtime is None:
             return generator
-        observer = runtime.observer_for(instance)
+        observer = runtime.stream_observer(SDK, instance)
         if observer is None:
             return generator
         watch = getattr(observer, method)
@@ -104,12 +113,19 @@ stream_events = _observed("watch_events")  # Stream._iter_events
 astream_events = _observed("awatch_events")  # AsyncStream._iter_events
 
 
-def close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """`Stream.close` / `AsyncStream.close`: the caller stopped; the stream ends now (not at collection)."""
-    runtime = rt.ACTIVE
-    if runtime is not None:
-        runtime.caller_closed(instance)
-    return wrapped(*args, **kwargs)
+def closer(family: Any) -> Wrapper:
+    """The hook of a stream's `close` in `family`: the caller stopped; the stream ends now (not at collection)."""
+
+    def close(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        runtime = rt.ACTIVE
+        if runtime is not None:
+            runtime.caller_closed(family, instance)
+        return wrapped(*args, **kwargs)
+
+    return close
+
+
+close = closer(SDK)  # Stream.close / AsyncStream.close
 
 
 def frame_hook(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -120,7 +136,7 @@ def frame_hook(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]
         if message is None:
             runtime = rt.ACTIVE
             if runtime is not None:
-                runtime.dropped_frame(self, event)
+                dropped_frame(runtime, self, event)
         return message
 
     _parse_message_from_event.__wrapped__ = original  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ once per stream, per HTTP attempt, or for rare events (errors, pings, chunks the
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
+from ..errors import ERRORS
 
 _KNOWN_EVENT_TYPES = frozenset((*sc.EVENT_TYPES, *sc.CONVERSE_EVENT_TYPES))
 
@@ -31,15 +33,29 @@ def carried_type_label(event_type: object) -> str:
 
 _TYPE_PREFIX = '{"type":"'
 INVALID_JSON = object()  # what `decode_chunk` returns for a payload that does not decode
+_BYTES_PREFIX = b'{"bytes":"'
 
 
-def decode_chunk(data: str) -> Any:
-    """Decode a chunk the SDK labelled `completion`; return the payload, or `INVALID_JSON` if it does not decode."""
+def decode_chunk(data: str | bytes) -> Any:
+    """Decode a chunk (an SSE event's data, a Bedrock chunk's bytes); the payload, or `INVALID_JSON`."""
     try:
         return json.loads(data)
     except (ValueError, TypeError):
         return INVALID_JSON
 
+
+def bedrock_chunk_bytes(frame_payload: bytes, strict: bool) -> bytes:
+    """The bytes inside a Bedrock `chunk` frame's `{"bytes": "<base64>", ...}` payload; raises ValueError (or
+    KeyError, TypeError) on a payload of another shape.
+
+    strict: base64 outside the alphabet raises (retry mode's look-ahead: garbage ends the look-ahead and the body
+    is handed on untouched, for the SDK to fail on as it would). Lenient: such bytes are skipped, as the SDK's
+    own decoder and botocore do, so a frame the decoder dropped is read as the decoder read it."""
+    if frame_payload.startswith(_BYTES_PREFIX):  # Bedrock's own serialisation: no parse of the envelope
+        end = frame_payload.find(b'"', len(_BYTES_PREFIX))
+        if end > 0:
+            return base64.b64decode(frame_payload[len(_BYTES_PREFIX):end], validate=strict)
+    return base64.b64decode(json.loads(frame_payload)["bytes"], validate=strict)
 
 
 def peek_type(data: str) -> str | None:
@@ -56,14 +72,8 @@ def peek_type(data: str) -> str | None:
 
 
 def error_type_label(error_type: object) -> str:
-    if error_type in sc.ANTHROPIC_ERROR_TYPES or error_type in sc.BEDROCK_EXCEPTION_TYPES:
-        return error_type  # type: ignore[return-value]
-    return sc.OTHER
-
-
-def error_source(error_type: str) -> str:
-    """SDK >= 1.7 turns Bedrock exception frames into `error` events; the AWS name gives the source away."""
-    return sc.SOURCE_EXCEPTION_FRAME if error_type in sc.BEDROCK_EXCEPTION_TYPES else sc.SOURCE_EVENT
+    """Bound an error type to the error table's (`_OTHER` for anything else)."""
+    return error_type if error_type in ERRORS else sc.OTHER  # type: ignore[return-value]
 
 
 def error_from_payload(payload: Any) -> tuple[str, str]:

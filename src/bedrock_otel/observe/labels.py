@@ -1,11 +1,10 @@
-"""The labels of one call, computed once per call from the SDK client and the request options."""
+"""The labels of one call, computed once per call by its client family (`families/`)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from .. import semconv as sc
-from . import classify
 
 
 class CallLabels:
@@ -36,19 +35,3 @@ class CallLabels:
         if self.provider == sc.PROVIDER_BEDROCK:
             attributes[sc.INFERENCE_PROFILE] = self.profile
         return attributes
-
-
-def labels_for(client: object, options: Any, cap_model: Callable[[str], str]) -> CallLabels:
-    """Labels for a call of `client` with `FinalRequestOptions` `options` (read before the SDK rewrites them)."""
-    provider = classify.provider_of(client)
-    body = getattr(options, "json_data", None)
-    raw_model = body.get("model") if isinstance(body, dict) else None
-    model = cap_model(raw_model) if isinstance(raw_model, str) and raw_model else ""
-    if provider == sc.PROVIDER_VERTEX:
-        # the instance's own value: the class-level `region` is a cached property that raises when unset
-        region = getattr(client, "__dict__", {}).get("region")
-        return CallLabels(provider, model, classify.vertex_region_label(region))
-    if provider != sc.PROVIDER_BEDROCK:
-        return CallLabels(provider, model)
-    profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
-    return CallLabels(provider, model, classify.region_label(getattr(client, "aws_region", None)), profile)

@@ -21,15 +21,14 @@ import weakref
 from array import array
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .. import semconv as sc
-from . import classify
+from ..errors import source_of
+from . import classify, repair
 from .labels import CallLabels
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
-    from .retry import InBandError
+from .retry import InBandError, PendingRetry
+from .summary import StreamSummary
 
 log = logging.getLogger("bedrock_otel")
 
@@ -73,22 +72,41 @@ def _item_kind(cls: type) -> int:
     return kind
 
 
+class StreamSink(Protocol):
+    """What an observer needs of the running instrumentation (`Runtime` is one): its settings, where its own
+    failures are counted, and where an ended stream goes."""
+
+    span_event_level: int
+    capture_content: bool
+    repair_mode: bool
+
+    def internal_error(self, component: str) -> None: ...
+
+    def warn_malformed(self, reason: str, event_type: str) -> None: ...
+
+    def stream_ended(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None: ...
+
+
 class CallContext:
-    """What one SDK call learns from its HTTP attempts (set in a context variable while the call runs)."""
+    """What one call learns from its HTTP attempts (set in a context variable while the call runs). `family` is
+    the client family that made it (`families/`); `request` the call's own request while it runs (its identity:
+    an inner call of the same family made with the same request is this one), released when it returns."""
 
-    __slots__ = ("__weakref__", "attempts", "labels", "pending_retry", "request_id")
+    __slots__ = ("__weakref__", "attempts", "family", "labels", "pending_retry", "request", "request_id")
 
-    def __init__(self, labels: CallLabels) -> None:
+    def __init__(self, family: Any, labels: CallLabels, request: Any = None) -> None:
+        self.family = family
         self.labels = labels
+        self.request = request
         self.request_id: str | None = None
         self.attempts = 0
-        # retry mode: (error type, source, message, failed attempt, when) of an in-band error handed to the SDK
-        # as an HTTP error; resolved by the next attempt (retried) or the end of the call (exhausted)
-        self.pending_retry: tuple[str, str, str, int, int] | None = None
+        # retry mode: an in-band error handed to the client as an HTTP error, resolved by the next attempt
+        # (retried) or the end of the call (exhausted)
+        self.pending_retry: PendingRetry | None = None
 
 
 class StreamObserver(CallContext):
-    """Per-stream state. Holds no reference to the stream or its response, so lifetimes stay the SDK's."""
+    """Per-stream state. Holds no reference to the stream or its response, so lifetimes stay the client's."""
 
     __slots__ = (
         "_finalizer",
@@ -107,7 +125,7 @@ class StreamObserver(CallContext):
         "response_id",
         "response_model",
         "retried",
-        "runtime",
+        "sink",
         "span",
         "started_ns",
         "stop_reason",
@@ -117,11 +135,12 @@ class StreamObserver(CallContext):
     delta_event = DELTA  # the event that carries output (the hot path's; time to first chunk)
     stop_event = sc.MESSAGE_STOP  # the last event of a complete stream
 
-    def __init__(self, runtime: Runtime, labels: CallLabels, span: Any, started_ns: int) -> None:
-        super().__init__(labels)
-        self.runtime = runtime
+    def __init__(self, family: Any, labels: CallLabels, request: Any, sink: StreamSink, span: Any,
+                 started_ns: int) -> None:
+        super().__init__(family, labels, request)
+        self.sink = sink
         self.span = span
-        self.level = runtime.span_event_level if span is not None else NONE
+        self.level = sink.span_event_level if span is not None and span.is_recording() else NONE
         self.started_ns = started_ns
         self.first_chunk_ns: int | None = None
         self.last_chunk_ns = 0
@@ -138,7 +157,7 @@ class StreamObserver(CallContext):
         self.response_model: str | None = None
         self.stop_reason: str | None = None
         self.typed_attached = False
-        self.output_text: list[str] | None = [] if runtime.settings.capture_content else None
+        self.output_text: list[str] | None = [] if sink.capture_content else None
         self._open = [True]  # list.pop() is atomic: the first finisher wins, from any thread
         self._finalizer: weakref.finalize | None = None
 
@@ -229,12 +248,12 @@ class StreamObserver(CallContext):
                 if payload is None:
                     payload = classify.decode_chunk(sse.data)
                 error_type, message = classify.error_from_payload(payload)
-                self.error_frame(error_type, classify.error_source(error_type), message)
+                self.error_frame(error_type, source_of(error_type), message)
                 return
             if self.level == ALL or (self.level == BOUNDARIES and name != sc.PING and name != DELTA):
                 self.span.add_event(classify.event_type_label(name))
         except Exception:
-            self.runtime.internal_error("observer.event")
+            self.sink.internal_error("observer.event")
 
     def _resolve_unnamed(self, data: str) -> tuple[str | None, Any]:
         """Type of a chunk the SDK names `completion` (Bedrock <= 0.109) or not at all; flags type-less ones."""
@@ -260,7 +279,7 @@ class StreamObserver(CallContext):
                 if "completion" not in payload:
                     self.malformed_event(sc.NONE, sc.REASON_MISSING_TYPE)
         except Exception:
-            self.runtime.internal_error("observer.frame")
+            self.sink.internal_error("observer.frame")
 
     def _on_raw_exception(self, exc: Exception) -> None:
         try:
@@ -270,7 +289,7 @@ class StreamObserver(CallContext):
                     self.counts[sc.ERROR] = self.counts.get(sc.ERROR, 0) + 1
                     self.error_frame(frame[0], sc.SOURCE_EXCEPTION_FRAME, frame[1])
         except Exception:
-            self.runtime.internal_error("observer.exception")
+            self.sink.internal_error("observer.exception")
 
     def error_frame(self, error_type: str, source: str, message: str) -> None:
         self.errors.append((error_type, source, message))
@@ -288,7 +307,7 @@ class StreamObserver(CallContext):
         if self.level >= ERRORS:
             self.span.add_event(sc.SPAN_EVENT_MALFORMED, {sc.MALFORMED_REASON: reason, sc.EVENT_TYPE: carried_type})
         if self.labels.api == sc.API_MESSAGES:  # the warning is about the SDK's handling, which boto3 has none of
-            self.runtime.warn_malformed(reason, carried_type)
+            self.sink.warn_malformed(reason, carried_type)
 
     # -- retry mode: attempts whose stream opened with a retryable in-band error ----------------------
 
@@ -299,25 +318,27 @@ class StreamObserver(CallContext):
         for name in events:
             counts[name] = counts.get(name, 0) + 1
         self._error_frame_event(error.error_type, error.source, error.message)
-        self.pending_retry = (error.error_type, error.source, error.message, self.attempts, perf_counter_ns())
+        self.pending_retry = PendingRetry(error, self.attempts, perf_counter_ns())
 
     def retrying(self) -> None:
-        """The SDK sends another attempt after a pending in-band error: that error was retried."""
+        """The client sends another attempt after a pending in-band error: that error was retried."""
         pending, self.pending_retry = self.pending_retry, None
         if pending is None:
             return
-        error_type, source, message, attempt, at_ns = pending
-        self.retried.append((error_type, source, message))
+        error = pending.error
+        self.retried.append((error.error_type, error.source, error.message))
         if self.level >= ERRORS:
-            self.span.add_event(sc.SPAN_EVENT_RETRY, {sc.RETRY_ATTEMPT: attempt, sc.ERROR_TYPE: error_type,
-                                                      sc.RETRY_DELAY: (perf_counter_ns() - at_ns) / 1e9})
+            delay = (perf_counter_ns() - pending.at_ns) / 1e9
+            self.span.add_event(sc.SPAN_EVENT_RETRY, {sc.RETRY_ATTEMPT: pending.attempt,
+                                                      sc.ERROR_TYPE: error.error_type, sc.RETRY_DELAY: delay})
 
     def _resolve_exhausted(self) -> None:
         """At the end of the call, a pending in-band error was not retried: it is what the call failed with."""
         pending, self.pending_retry = self.pending_retry, None
         if pending is not None:
-            self.exhausted = pending[0]
-            self.errors.insert(0, pending[:3])
+            error = pending.error
+            self.exhausted = error.error_type
+            self.errors.insert(0, (error.error_type, error.source, error.message))
 
     # -- typed layer: what the caller gets ----------------------------------------------------------
 
@@ -391,7 +412,7 @@ class StreamObserver(CallContext):
                 if isinstance(text, str):
                     self.output_text.append(text)
         except Exception:
-            self.runtime.internal_error("observer.item")
+            self.sink.internal_error("observer.item")
         return item
 
     def _on_masquerade(self, item: Any, response: Any) -> Any:
@@ -399,10 +420,10 @@ class StreamObserver(CallContext):
         carried = getattr(item, "type", None)
         if carried is not None:  # type-less chunks were already counted by the raw layer
             self.malformed_event(classify.carried_type_label(carried), sc.REASON_START_WITHOUT_MESSAGE)
-        if not self.runtime.settings.repair:
+        if not self.sink.repair_mode:
             return item
         if carried == sc.ERROR:
-            return _Replace(self.runtime.repair.exception_for(_item_payload(item), response))
+            return _Replace(repair.exception_for(_item_payload(item), response))
         return _DROP
 
     def _on_exception(self, exc: Exception, response: Any) -> Exception | None:
@@ -411,10 +432,10 @@ class StreamObserver(CallContext):
             self.exception_type = type(exc).__name__
             if isinstance(exc, json.JSONDecodeError):
                 self.malformed_event(sc.NONE, sc.REASON_INVALID_JSON)
-            if self.runtime.settings.repair:
-                return self.runtime.repair.replacement_for(exc, self.errors, response)
+            if self.sink.repair_mode:
+                return repair.replacement_for(exc, self.errors, response)
         except Exception:
-            self.runtime.internal_error("observer.exception")
+            self.sink.internal_error("observer.exception")
         return None
 
     def _take_usage(self, usage: Any) -> None:
@@ -427,11 +448,6 @@ class StreamObserver(CallContext):
 
     # -- the end --------------------------------------------------------------------------------------
 
-    def event_counts(self) -> Iterator[tuple[Any, int]]:
-        """(wire name, count) of every event seen; a name may come twice (hot path and rare path)."""
-        yield from self.counts.items()
-        yield self.delta_event, self.deltas
-
     def outcome(self, how: str) -> str:
         if self.errors or how == RAISED:
             return sc.OUTCOME_ERROR
@@ -439,10 +455,22 @@ class StreamObserver(CallContext):
             return sc.OUTCOME_COMPLETED
         return sc.OUTCOME_ABANDONED if how == CALLER_STOPPED else sc.OUTCOME_TRUNCATED
 
-    def error_type(self) -> str | None:
-        if self.errors:
-            return self.errors[0][0]
-        return self.exception_type
+    def summary(self, outcome: str, duration_ns: int) -> StreamSummary:
+        """What this stream hands to telemetry, built once: event types bounded, error frames in order."""
+        events: dict[str, int] = {}
+        for name, count in (*self.counts.items(), (self.delta_event, self.deltas)):  # a name may come twice
+            if count:
+                label = classify.event_type_label(name)
+                events[label] = events.get(label, 0) + count
+        failed = outcome == sc.OUTCOME_ERROR
+        return StreamSummary(
+            self.labels, outcome, duration_ns / 1e9, events, self.malformed,
+            [*self.retried, *self.errors] if self.retried else self.errors,
+            [error_type for error_type, _source, _message in self.retried], self.exhausted,
+            ((self.errors[0][0] if self.errors else self.exception_type) or sc.OTHER) if failed else "",
+            None if self.first_chunk_ns is None else (self.first_chunk_ns - self.started_ns) / 1e9,
+            self.chunk_gaps, self.usage, self.response_id, self.response_model, self.stop_reason, self.request_id,
+            self.attempts, "".join(self.output_text) if self.output_text else None)
 
     def is_open(self) -> bool:
         return bool(self._open)
@@ -468,9 +496,9 @@ class StreamObserver(CallContext):
                 self._resolve_exhausted()
             if error is not None and self.exception_type is None:
                 self.exception_type = type(error).__name__
-            self.runtime.stream_finished(self, self.outcome(how), perf_counter_ns() - self.started_ns)
+            self.sink.stream_ended(self, self.outcome(how), perf_counter_ns() - self.started_ns)
         except Exception:
-            self.runtime.internal_error("observer.finish")
+            self.sink.internal_error("observer.finish")
 
 
 USAGE_FIELDS = (  # the Messages API's usage fields, by token type

@@ -1,28 +1,26 @@
 """Repair mode (opt-in): in-band errors raise the SDK exception class that matches their error type.
 
-On every SDK version the caller then gets `RateLimitError` for `rate_limit_error` / `throttlingException`,
-`OverloadedError` (or `InternalServerError` before it existed) for `overloaded_error` /
-`serviceUnavailableException`, and `APIStatusError` otherwise, carrying the error body and the request id.
+On every SDK version the caller then gets the class of the error's row in the error table (`errors.py`):
+`RateLimitError` for `rate_limit_error` / `throttlingException`, `OverloadedError` (or `InternalServerError`
+before it existed) for `overloaded_error` / `serviceUnavailableException`, and `APIStatusError` otherwise,
+carrying the error body and the request id.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import semconv as sc
+from ..errors import ERRORS
 from . import classify
-
-_CLASS_NAMES = {
-    "rate_limit_error": ("RateLimitError",),
-    "throttlingException": ("RateLimitError",),
-    "overloaded_error": ("OverloadedError", "InternalServerError"),
-    "serviceUnavailableException": ("OverloadedError", "InternalServerError"),
-}
 
 
 def _exception_class(error_type: str) -> type:
+    """The error-table row's SDK exception class, the first the installed SDK has; else `APIStatusError`."""
     import anthropic
 
-    for name in _CLASS_NAMES.get(error_type, ()):
+    kind = ERRORS.get(error_type)
+    for name in kind.sdk_classes if kind is not None else ():
         cls = getattr(anthropic, name, None) or getattr(anthropic._exceptions, name, None)
         if cls is not None:
             return cls  # type: ignore[no-any-return]
@@ -47,7 +45,7 @@ def replacement_for(exc: Exception, errors: list[tuple[str, str, str]], response
         body = exc.body if isinstance(exc.body, dict) else {}
         replacement = exception_for(body, response)
         return None if type(replacement) is anthropic.APIStatusError else replacement
-    if type(exc) is ValueError and errors and errors[-1][1] == "exception_frame":
+    if type(exc) is ValueError and errors and errors[-1][1] == sc.SOURCE_EXCEPTION_FRAME:
         error_type, _source, message = errors[-1]
         return exception_for({"type": "error", "error": {"type": error_type, "message": message}}, response)
     return None

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import semconv as sc
+from ..errors import RATE_LIMIT_SOURCES
 from ..observe import classify
 from . import catalog as c
 
 if TYPE_CHECKING:
     from ..observe.labels import CallLabels
-    from ..observe.observer import StreamObserver
+    from ..observe.summary import StreamSummary
 
 # the value is a sequence of floats for an instrument with `points` set
 Measurement = tuple[c.Instrument, tuple[str, ...], Any]
@@ -33,38 +34,30 @@ def record_each(record: Callable[[c.Instrument, tuple[str, ...], Any], None],
     return failed
 
 
-def stream_started(labels: CallLabels) -> Iterator[Measurement]:
-    yield c.STREAMS_ACTIVE, labels.provider_key, 1
+def in_flight(labels: CallLabels, delta: int) -> Iterator[Measurement]:
+    """A streamed call starts (+1) or its stream ends (-1)."""
+    yield c.STREAMS_ACTIVE, labels.provider_key, delta
 
 
-def stream_ended(labels: CallLabels) -> Iterator[Measurement]:
-    yield c.STREAMS_ACTIVE, labels.provider_key, -1
-
-
-def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Iterator[Measurement]:
+def of_stream(obs: StreamSummary) -> Iterator[Measurement]:
+    """Everything an ended stream records (the in-flight gauge aside)."""
     key = obs.labels.stream_key
-    yield c.STREAMS, (*key, outcome), 1
-    events: dict[str, int] = {}
-    for name, count in obs.event_counts():
-        if count:
-            label = classify.event_type_label(name)
-            events[label] = events.get(label, 0) + count
-    for event_type, count in events.items():
+    yield c.STREAMS, (*key, obs.outcome), 1
+    for event_type, count in obs.events.items():
         yield c.STREAM_EVENTS, (*key, event_type), count
     for carried_type, reason in obs.malformed:
         yield c.MALFORMED_EVENTS, (*key, carried_type, reason), 1
-    for error_type, source, _message in (obs.errors if not obs.retried else [*obs.retried, *obs.errors]):
+    for error_type, source, _message in obs.error_frames:
         yield c.ERROR_FRAMES, (*key, error_type, source), 1
-        if error_type in sc.RATE_LIMIT_ERROR_TYPES:
-            yield c.RATE_LIMIT_HITS, (*key, sc.RATE_LIMIT_ERROR_TYPES[error_type]), 1
+        if error_type in RATE_LIMIT_SOURCES:
+            yield c.RATE_LIMIT_HITS, (*key, RATE_LIMIT_SOURCES[error_type]), 1
     if obs.retried or obs.exhausted:
-        yield from _retries(obs, key, outcome)
-    error_type = (obs.error_type() or sc.OTHER) if outcome == sc.OUTCOME_ERROR else ""
-    yield c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, error_type), duration_s
-    if obs.first_chunk_ns is not None:
-        yield c.TIME_TO_FIRST_CHUNK, (*key, sc.OPERATION_CHAT), (obs.first_chunk_ns - obs.started_ns) / 1e9
-    if obs.chunk_gaps:
-        yield c.TIME_PER_OUTPUT_CHUNK, (*key, sc.OPERATION_CHAT), [gap / 1e9 for gap in obs.chunk_gaps]
+        yield from _retries(obs, key)
+    yield c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, obs.error_type), obs.duration_s
+    if obs.time_to_first_chunk_s is not None:
+        yield c.TIME_TO_FIRST_CHUNK, (*key, sc.OPERATION_CHAT), obs.time_to_first_chunk_s
+    if obs.chunk_gaps_ns:
+        yield c.TIME_PER_OUTPUT_CHUNK, (*key, sc.OPERATION_CHAT), [gap / 1e9 for gap in obs.chunk_gaps_ns]
     usage = obs.usage
     for token_type, count in usage.items():
         yield c.USAGE_TOKENS, (*key, token_type), count
@@ -74,13 +67,13 @@ def stream_finished(obs: StreamObserver, outcome: str, duration_s: float) -> Ite
             yield c.TOKEN_USAGE, (*key, sc.OPERATION_CHAT, sc.TOKEN_OUTPUT), usage[sc.TOKEN_OUTPUT]
 
 
-def _retries(obs: StreamObserver, key: tuple[str, ...], outcome: str) -> Iterator[Measurement]:
+def _retries(obs: StreamSummary, key: tuple[str, ...]) -> Iterator[Measurement]:
     """Retry mode: each in-band error retried or not, and the call recovered if it then completed."""
-    for error_type, _source, _message in obs.retried:
+    for error_type in obs.retried:
         yield c.STREAM_RETRIES, (*key, error_type, sc.RETRY_RETRIED), 1
     if obs.exhausted is not None:
         yield c.STREAM_RETRIES, (*key, obs.exhausted, sc.RETRY_EXHAUSTED), 1
-    if obs.retried and outcome == sc.OUTCOME_COMPLETED:
+    if obs.retried and obs.outcome == sc.OUTCOME_COMPLETED:
         yield c.STREAMS_RECOVERED, key, 1
 
 

@@ -9,29 +9,12 @@ from urllib.parse import urlsplit
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from .. import semconv as sc
-from ..observe import classify
 from .measurements import billable_input_tokens
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..observe.labels import CallLabels
-    from ..observe.observer import StreamObserver
-
-
-def start_span(tracer: Tracer, labels: CallLabels, settings: Settings, options: Any, client: Any) -> Any:
-    """The span of an Anthropic SDK call: request parameters from the SDK's request options."""
-    body = getattr(options, "json_data", None)
-    parameters: dict[str, Any] = {}
-    messages = None
-    if isinstance(body, dict):
-        for key, attribute in sc.REQUEST_PARAMETERS:
-            value = body.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                parameters[attribute] = value
-        messages = body.get("messages")
-    url = getattr(client, "base_url", None)
-    server = _server(getattr(url, "host", None), getattr(url, "port", None), getattr(url, "scheme", ""))
-    return open_span(tracer, labels, settings, {**server, **parameters}, lambda: messages)
+    from ..observe.summary import StreamSummary
 
 
 def open_span(tracer: Tracer, labels: CallLabels, settings: Settings, request: dict[str, Any],
@@ -54,10 +37,10 @@ def server_of_url(url: Any) -> dict[str, Any]:
     if not isinstance(url, str):
         return {}
     parsed = urlsplit(url)
-    return _server(parsed.hostname, parsed.port, parsed.scheme)
+    return server_attributes(parsed.hostname, parsed.port, parsed.scheme)
 
 
-def _server(host: Any, port: Any, scheme: Any) -> dict[str, Any]:
+def server_attributes(host: Any, port: Any, scheme: Any) -> dict[str, Any]:
     """`server.address` and `server.port` of the host the client sends to (the port as the conventions want it,
     the scheme's default when the URL has none)."""
     if not isinstance(host, str) or not host:
@@ -69,8 +52,8 @@ def _server(host: Any, port: Any, scheme: Any) -> dict[str, Any]:
     return found
 
 
-def end_span(span: Any, obs: StreamObserver, outcome: str, settings: Settings) -> None:
-    attributes: dict[str, Any] = {sc.OUTCOME: outcome}
+def end_span(span: Any, obs: StreamSummary, settings: Settings) -> None:
+    attributes: dict[str, Any] = {sc.OUTCOME: obs.outcome}
     if obs.response_id:
         attributes[sc.RESPONSE_ID] = obs.response_id
     if obs.response_model:
@@ -87,19 +70,16 @@ def end_span(span: Any, obs: StreamObserver, outcome: str, settings: Settings) -
         for key, attribute in _USAGE_ATTRIBUTES:
             if key in usage:
                 attributes[attribute] = usage[key]
-    if obs.first_chunk_ns is not None:
-        attributes[sc.TIME_TO_FIRST_CHUNK] = (obs.first_chunk_ns - obs.started_ns) / 1e9
-    for name, count in obs.event_counts():
-        if count:
-            key = sc.EVENTS_PREFIX + classify.event_type_label(name)
-            attributes[key] = attributes.get(key, 0) + count
+    if obs.time_to_first_chunk_s is not None:
+        attributes[sc.TIME_TO_FIRST_CHUNK] = obs.time_to_first_chunk_s
+    for event_type, count in obs.events.items():
+        attributes[sc.EVENTS_PREFIX + event_type] = count
     if obs.output_text:
-        attributes[sc.OUTPUT_MESSAGES] = "".join(obs.output_text)[: settings.content_max_length]
+        attributes[sc.OUTPUT_MESSAGES] = obs.output_text[: settings.content_max_length]
     span.set_attributes(attributes)
-    if outcome == sc.OUTCOME_ERROR:
-        error_type = obs.error_type() or sc.OTHER
-        span.set_attribute(sc.ERROR_TYPE, error_type)
-        span.set_status(Status(StatusCode.ERROR, error_type))
+    if obs.error_type:
+        span.set_attribute(sc.ERROR_TYPE, obs.error_type)
+        span.set_status(Status(StatusCode.ERROR, obs.error_type))
     span.end()
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..observe.retry import PREAMBLE, RETRY_STATUS
+from ..errors import RETRY_STATUS
+from ..observe.retry import PREAMBLE
 from ._sdk import FIRST_PARTY_YIELDS_UNKNOWN, FIXED_BEDROCK_DECODER
 from .scenarios import Event, ExceptionFrame, Part
 

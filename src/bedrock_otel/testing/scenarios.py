@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .. import semconv as sc
+from ..errors import BEDROCK_EXCEPTION_TYPES
 
 MODEL = "claude-opus-4-7"
 BEDROCK_MODEL = "global.anthropic.claude-opus-4-7"
@@ -230,7 +230,7 @@ STALL_IN_PREAMBLE = Scenario("stall_in_preamble", (Reply(parts=(_NORMAL[0], Stal
 LARGE_EVENT = Scenario("large_event", (Reply(parts=normal_parts(("x" * (1 << 20), "y" * 4096, "!"))),),
                        "a 1 MiB content_block_delta")
 
-BEDROCK_EXCEPTIONS = tuple(sorted(sc.BEDROCK_EXCEPTION_TYPES))
+BEDROCK_EXCEPTIONS = tuple(sorted(BEDROCK_EXCEPTION_TYPES))
 
 
 def exception_scenario(exception_type: str) -> Scenario:

@@ -1,4 +1,9 @@
-"""boto3's `bedrock-runtime` streams: which calls are observed, their labels, and the observer of their events.
+"""The botocore family: boto3's `bedrock-runtime` streams of Claude. Which calls are observed, their labels, and
+the observer of their events.
+
+A call is `BaseClient._make_api_call(operation, params)` (its `request` here is `(operation, params)`, and
+`params` its identity while it runs); its attempts are botocore `AWSResponse`s; its stream is the `EventStream`
+under the result's `body` (invoke) or `stream` (Converse) key.
 
 botocore hands the application an `EventStream` whose iterator yields parsed events, one dict per frame:
 
@@ -18,9 +23,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 from .. import semconv as sc
-from . import classify
-from .labels import CallLabels
-from .observer import ALL, BODY_ENDED, BOUNDARIES, CALLER_STOPPED, RAISED, USAGE_FIELDS, StreamObserver
+from ..errors import source_of
+from ..observe import classify, replay
+from ..observe.labels import CallLabels
+from ..observe.observer import ALL, BODY_ENDED, BOUNDARIES, CALLER_STOPPED, RAISED, USAGE_FIELDS, StreamObserver
+from ..observe.retry import Lookahead
+from ..telemetry.spans import server_of_url
+from . import Call, Components, Family, numeric_parameters
 
 SERVICE = "bedrock-runtime"
 # botocore operation -> anthropic.stream.api, and the key of the EventStream in the operation's result
@@ -57,12 +66,6 @@ def is_anthropic(model: str, api: str, params: Mapping[str, Any]) -> bool:
     return isinstance(body, str) and '"anthropic_version"' in body
 
 
-def labels_for(client: Any, api: str, params: Mapping[str, Any], cap_model: Callable[[str], str]) -> CallLabels:
-    model: str = params["modelId"]
-    region = classify.region_label(getattr(client.meta, "region_name", None))
-    return CallLabels(sc.PROVIDER_BEDROCK, cap_model(model), region, classify.inference_profile(model), api)
-
-
 def event_stream_of(value: Any) -> Any:
     """The botocore EventStream itself under any proxies (the OpenTelemetry botocore instrumentation wraps it)."""
     for _ in range(8):
@@ -74,10 +77,9 @@ def event_stream_of(value: Any) -> Any:
 
 
 class BotoStreamObserver(StreamObserver):
-    """A StreamObserver fed by a botocore EventStream instead of the SDK's two layers. `params` is the call's
-    `api_params` (the identity of the call while it runs; never read for content unless capture is on)."""
+    """A StreamObserver fed by a botocore EventStream instead of the SDK's two layers."""
 
-    __slots__ = ("params",)
+    __slots__ = ()
 
     def watch(self, events: Iterator[Any], stream: Any) -> Iterator[Any]:
         """The EventStream's iterator, observed: the same events and exceptions, in the same order. Holding
@@ -122,7 +124,7 @@ class BotoStreamObserver(StreamObserver):
             if self.level == ALL or (self.level == BOUNDARIES and name not in (sc.PING, self.delta_event)):
                 self.span.add_event(classify.event_type_label(name))
         except Exception:
-            self.runtime.internal_error("observer.boto_event")
+            self.sink.internal_error("observer.boto_event")
 
     def _converse_event(self, event: Any) -> str | None:
         name = next(iter(event), sc.OTHER)
@@ -165,7 +167,7 @@ class BotoStreamObserver(StreamObserver):
                 self.stop_reason = delta.get("stop_reason") or self.stop_reason
         elif name == sc.ERROR:
             error_type, message = classify.error_from_payload(payload)
-            self.error_frame(error_type, classify.error_source(error_type), message)
+            self.error_frame(error_type, source_of(error_type), message)
         return name
 
     def _take_counts(self, usage: Any, fields: tuple[tuple[str, str], ...]) -> None:
@@ -196,7 +198,7 @@ class BotoStreamObserver(StreamObserver):
             self.error_frame(classify.error_type_label(error.get("Code")), sc.SOURCE_EXCEPTION_FRAME,
                              message if isinstance(message, str) else "")
         except Exception:
-            self.runtime.internal_error("observer.exception")
+            self.sink.internal_error("observer.exception")
 
 
 class ConverseStreamObserver(BotoStreamObserver):
@@ -207,30 +209,50 @@ class ConverseStreamObserver(BotoStreamObserver):
     stop_event = sc.CONVERSE_MESSAGE_STOP
 
 
-def observer_class(api: str) -> type[BotoStreamObserver]:
-    return ConverseStreamObserver if api == sc.API_CONVERSE else BotoStreamObserver
+class BotoFamily(Family):
+    name = "botocore"
+    components = Components(call="hooks.boto_call", send="hooks.boto_send", stream="hooks.boto_stream",
+                            close="hooks.boto_stream")
+
+    def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call | None:
+        """A bedrock-runtime stream of Claude (see `observed_api`), else None."""
+        operation, params = request
+        found = observed_api(client, operation, params)
+        if found is None:
+            return None
+        model: str = params["modelId"]
+        region = classify.region_label(getattr(client.meta, "region_name", None))
+        labels = CallLabels(sc.PROVIDER_BEDROCK, cap_model(model), region, classify.inference_profile(model), found[0])
+        return Call(labels, True, params)
+
+    def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
+        """`server.*`, and Converse's numeric inference parameters under the GenAI names (an invoke body is not
+        parsed: it is the application's JSON, possibly large, and parsing it would cost per call)."""
+        operation, params = request
+        config = params.get("inferenceConfig") if OPERATIONS[operation][0] == sc.API_CONVERSE else None
+        return {**server_of_url(getattr(client.meta, "endpoint_url", None)),
+                **numeric_parameters(config, sc.CONVERSE_REQUEST_PARAMETERS)}
+
+    def request_messages(self, request: Any) -> Any:
+        operation, params = request
+        if OPERATIONS[operation][0] == sc.API_CONVERSE:
+            return params.get("messages")
+        body = params.get("body")
+        try:
+            return json.loads(body).get("messages") if isinstance(body, (bytes, bytearray, str)) else None
+        except (ValueError, AttributeError):
+            return None
+
+    def observer_class(self, labels: CallLabels) -> type[StreamObserver]:
+        return ConverseStreamObserver if labels.api == sc.API_CONVERSE else BotoStreamObserver
+
+    def returned_stream(self, ctx: StreamObserver, result: Any) -> Any:
+        """The EventStream under the result's key for the call's operation."""
+        return event_stream_of(result.get(_RESULT_KEYS[ctx.labels.api])) if isinstance(result, dict) else None
+
+    def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
+        return replay.read_ahead_aws(response)
 
 
-def request_parameters(api: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Converse's numeric inference parameters under the GenAI names (an invoke body is not parsed: it is the
-    application's JSON, possibly large, and parsing it would cost per call)."""
-    config = params.get("inferenceConfig") if api == sc.API_CONVERSE else None
-    if not isinstance(config, dict):
-        return {}
-    found = {}
-    for key, attribute in sc.CONVERSE_REQUEST_PARAMETERS:
-        value = config.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            found[attribute] = value
-    return found
-
-
-def request_messages(api: str, params: Mapping[str, Any]) -> Any:
-    """The request's messages, for content capture only."""
-    if api == sc.API_CONVERSE:
-        return params.get("messages")
-    body = params.get("body")
-    try:
-        return json.loads(body).get("messages") if isinstance(body, (bytes, bytearray, str)) else None
-    except (ValueError, AttributeError):
-        return None
+BOTO = BotoFamily()
+_RESULT_KEYS = {api: key for api, key in OPERATIONS.values()}

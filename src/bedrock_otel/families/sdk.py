@@ -1,0 +1,109 @@
+"""The Anthropic SDK family: `Anthropic`, `AnthropicBedrock`, `AnthropicVertex` and their async twins.
+
+A call is `SyncAPIClient.request(cast_to, options, *, stream=...)` (its `request` here is `(args, kwargs)`); its
+attempts are httpx(2) responses; its stream is found by the HTTP response it reads (SDKs >= 1.14 iterate a
+`copy()` of the stream the caller holds, and SDKs 0.26-0.42 build a second `Stream` over the same response), and
+on Bedrock also by the decoder, for the frames the decoder drops.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .. import semconv as sc
+from ..observe import classify, replay
+from ..observe.labels import CallLabels
+from ..observe.live import LIVE
+from ..observe.observer import StreamObserver, StreamSink
+from ..observe.retry import Lookahead
+from ..telemetry.spans import server_attributes
+from . import Call, Components, Family, numeric_parameters
+
+
+class SdkFamily(Family):
+    name = "anthropic"
+    components = Components(call="hooks.request", send="hooks.send", stream="hooks.stream", close="hooks.close")
+
+    def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call:
+        args, kwargs = request
+        return Call(labels(client, _options(args, kwargs), cap_model), bool(kwargs.get("stream")))
+
+    def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
+        url = getattr(client, "base_url", None)
+        return {**server_attributes(getattr(url, "host", None), getattr(url, "port", None), getattr(url, "scheme", "")),
+                **numeric_parameters(_body(request), sc.REQUEST_PARAMETERS)}
+
+    def request_messages(self, request: Any) -> Any:
+        body = _body(request)
+        return body.get("messages") if isinstance(body, dict) else None
+
+    def returned_stream(self, ctx: StreamObserver, result: Any) -> Any:
+        """The HTTP response of the `Stream` (or the raw response wrapping one) the call returned."""
+        return getattr(result, "response", None) or getattr(result, "http_response", None)
+
+    def attempt_answered(self, ctx: Any, response: Any) -> None:
+        if isinstance(ctx, StreamObserver):  # SDKs <= 1.13 build the Stream before `request()` returns
+            LIVE[response] = ctx
+
+    def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
+        return replay.read_ahead(response)
+
+    async def aread_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
+        return await replay.aread_ahead(response)
+
+    def stream_handle(self, stream: Any) -> Any:
+        return stream.response
+
+    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels:
+        """A stream built outside `request()` (by hand, or by a helper over a response): labelled by its client."""
+        return labels(stream._client, None, cap_model)
+
+    def watching(self, stream: Any, observer: StreamObserver) -> None:
+        decoder = getattr(stream, "_decoder", None)
+        if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
+            LIVE[decoder] = observer
+
+
+SDK = SdkFamily()
+
+
+def labels(client: object, options: Any, cap_model: Callable[[str], str]) -> CallLabels:
+    """Labels for a call of `client` with `FinalRequestOptions` `options` (read before the SDK rewrites them)."""
+    provider = classify.provider_of(client)
+    body = getattr(options, "json_data", None)
+    raw_model = body.get("model") if isinstance(body, dict) else None
+    model = cap_model(raw_model) if isinstance(raw_model, str) and raw_model else ""
+    if provider == sc.PROVIDER_VERTEX:
+        # the instance's own value: the class-level `region` is a cached property that raises when unset
+        region = getattr(client, "__dict__", {}).get("region")
+        return CallLabels(provider, model, classify.vertex_region_label(region))
+    if provider != sc.PROVIDER_BEDROCK:
+        return CallLabels(provider, model)
+    profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
+    return CallLabels(provider, model, classify.region_label(getattr(client, "aws_region", None)), profile)
+
+
+def dropped_frame(sink: StreamSink, decoder: Any, event: Any) -> None:
+    """A Bedrock frame the SDK's decoder dropped (SDK >= 1.0 drops chunks without a type), read as it read it."""
+    try:
+        observer = LIVE.get(decoder)
+        if observer is not None:
+            observer.dropped_chunk(_frame_chunk(event.payload))
+    except Exception:
+        sink.internal_error("hooks.frame")
+
+
+def _frame_chunk(payload: bytes) -> Any:
+    """The decoded chunk inside a frame's payload, or None if it has none (lenient base64, as the decoder's)."""
+    try:
+        return classify.decode_chunk(classify.bedrock_chunk_bytes(payload, strict=False))
+    except Exception:
+        return None
+
+
+def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[1] if len(args) > 1 else kwargs.get("options")
+
+
+def _body(request: Any) -> Any:
+    return getattr(_options(*request), "json_data", None)

@@ -1,0 +1,248 @@
+"""Retry mode (opt-in), the hand-over: what the client gets for an attempt after the look-ahead (`retry.py`).
+
+For an HTTP 200 event stream of a streamed call, the attempt hook reads the body's first chunks into a
+`Lookahead`, then hands the client one of two things:
+
+- for a retryable in-band error, the HTTP error the error stands for (its error-table row, `errors.py`: the
+  status and, for botocore, the AWS error code; the 200's headers; the error envelope as the body), and the 200
+  is closed. The client's own retry loop then applies its own policy: the SDK's `max_retries` (one budget with
+  its HTTP-level retries), `retry-after-ms` / `retry-after`, its backoff, `x-should-retry`, and once the budget
+  is spent its own typed exception for that status; botocore's retry mode and attempt budget, then its modelled
+  exception (`ThrottlingException`, ...);
+- otherwise the same response, whose body replays the chunks read and then the rest untouched (a read error is
+  raised where it happened, after those bytes).
+
+httpx (the SDK's transport, `httpx` or `httpx2`, sync or async) and botocore (urllib3's streamed response) differ
+only in how a body is read and replaced and how an error response is built; the hand-over is `_hand_over`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+from ..errors import ERRORS
+from .retry import InBandError, Lookahead
+
+log = logging.getLogger("bedrock_otel")
+
+_FRAMING_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"transfer-encoding"})
+
+
+def _hand_over(look: Lookahead, response: Any, build: Callable[[Any, InBandError], Any]) -> Any:
+    """The HTTP error response the client gets instead of `response` (None: no retryable error, or the error
+    response could not be built, which is bedrock_otel's own failure: counted, and the body is handed on)."""
+    error = look.retryable
+    if error is None:
+        return None
+    try:
+        return build(response, error)
+    except Exception:
+        log.debug("bedrock_otel: building the HTTP error for an in-band error failed", exc_info=True)
+        look.failed, look.retryable = True, None
+        return None
+
+
+def _read_first(look: Lookahead, rest: Any, close: Callable[[], Any]) -> tuple[list[bytes], Exception | None]:
+    """Feed `look` the body's first chunks until it has decided: (the chunks read, the exception reading raised)."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in rest:
+            chunks.append(chunk)
+            if look.feed(chunk):
+                break
+    except Exception as exc:  # the wire's: raised to the caller where it happened, after the bytes read
+        return chunks, exc
+    except BaseException:  # interrupted (KeyboardInterrupt): release the connection and go on interrupting
+        close()
+        raise
+    return chunks, None
+
+
+# -- httpx / httpx2 (the SDK's attempts) ------------------------------------------------------------------------
+
+def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
+    """Read ahead a sync httpx response: the response the SDK gets instead (an HTTP error, or the same one
+    replaying what was read), and what was read (None: not an event stream this can read)."""
+    look = Lookahead.for_response(response)
+    replay = _replay_class(response, _SyncReplay) if look is not None else None
+    if replay is None:
+        return response, None
+    original = response.stream
+    rest = iter(original)
+    chunks, failure = _read_first(look, rest, response.close)  # type: ignore[arg-type]
+    handed = _hand_over(look, response, _build_error_response)  # type: ignore[arg-type]
+    if handed is not None:
+        response.close()
+        return handed, look
+    response.stream = replay(original, chunks, rest, failure)
+    return response, look
+
+
+async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
+    """The async twin of `read_ahead` (only the reading and closing differ)."""
+    look = Lookahead.for_response(response)
+    replay = _replay_class(response, _AsyncReplay) if look is not None else None
+    if replay is None:
+        return response, None
+    original = response.stream
+    rest = original.__aiter__()
+    chunks: list[bytes] = []
+    failure: Exception | None = None
+    try:
+        async for chunk in rest:
+            chunks.append(chunk)
+            if look.feed(chunk):  # type: ignore[union-attr]
+                break
+    except Exception as exc:
+        failure = exc
+    except BaseException:  # cancelled: release the connection and go on cancelling
+        await response.aclose()
+        raise
+    handed = _hand_over(look, response, _build_error_response)  # type: ignore[arg-type]
+    if handed is not None:
+        await response.aclose()
+        return handed, look
+    response.stream = replay(original, chunks, rest, failure)
+    return response, look
+
+
+def _build_error_response(response: Any, error: InBandError) -> Any:
+    """The SDK's HTTP error: the error's retry status, the 200's headers (request id, retry-after, x-should-retry,
+    rate-limit headers), the envelope as JSON body."""
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _FRAMING_HEADERS]
+    if "request-id" not in response.headers:  # Bedrock: the SDK reads request ids from `request-id` only
+        request_id = error.body.get("request_id") or response.headers.get("x-amzn-requestid")
+        if isinstance(request_id, str):
+            headers.append((b"request-id", request_id.encode("latin-1", "replace")))
+    headers.append((b"content-type", b"application/json"))
+    content = json.dumps(error.body).encode("utf-8")
+    status = ERRORS[error.error_type].sdk_retry
+    return type(response)(status, headers=headers, content=content, request=response.request)
+
+
+class _Replay:
+    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest."""
+
+    def __init__(self, original: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+        self._original = original
+        self._chunks = chunks
+        self._rest = rest
+        self._failure = failure
+
+    def _take(self) -> tuple[list[bytes], Exception | None]:
+        chunks, failure = self._chunks, self._failure
+        self._chunks, self._failure = [], None
+        return chunks, failure
+
+
+class _SyncReplay(_Replay):
+    def __iter__(self) -> Any:
+        chunks, failure = self._take()
+        yield from chunks
+        if failure is not None:
+            raise failure
+        yield from self._rest
+
+    def close(self) -> None:
+        self._original.close()
+
+
+class _AsyncReplay(_Replay):
+    async def __aiter__(self) -> Any:
+        chunks, failure = self._take()
+        for chunk in chunks:
+            yield chunk
+        if failure is not None:
+            raise failure
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._original.aclose()
+
+
+_REPLAY_CLASSES: dict[tuple[type, type], type] = {}
+
+
+def _replay_class(response: Any, kind: type) -> type | None:
+    """A replay class that is also the HTTP library's own byte-stream base class, as httpx and httpx2 check
+    (`SyncByteStream` / `AsyncByteStream` of whichever library made the response; an in-memory body is both).
+    None for a body of any other kind: it is not read ahead. Settled before anything is read."""
+    try:
+        cls = type(response.stream)
+    except Exception:
+        return None
+    replay = _REPLAY_CLASSES.get((cls, kind))
+    if replay is None:
+        name = "SyncByteStream" if kind is _SyncReplay else "AsyncByteStream"
+        base = next((b for b in cls.__mro__ if b.__name__ == name), None)
+        if base is None:
+            return None
+        replay = _REPLAY_CLASSES[cls, kind] = type(f"Replayed{name}", (kind, base), {})
+    return replay
+
+
+# -- botocore (boto3's bedrock-runtime streams, at `Endpoint._send`) ------------------------------------------
+
+def read_ahead_aws(response: Any) -> tuple[Any, Lookahead | None]:
+    """Read ahead an `AWSResponse` whose `raw` is urllib3's streamed response: botocore gets an HTTP error
+    response, or the same response whose `raw.stream()` replays what was read."""
+    look = Lookahead.for_response(response)
+    if look is None:
+        return response, None
+    raw = response.raw
+    rest = raw.stream()
+    chunks, failure = _read_first(look, rest, raw.close)
+    handed = _hand_over(look, response, _aws_error_response)
+    if handed is not None:
+        raw.close()
+        return handed, look
+    response.raw = _RawReplay(raw, chunks, rest, failure)
+    return response, look
+
+
+def _aws_error_response(response: Any, error: InBandError) -> Any:
+    """botocore's HTTP error: what Bedrock answers for that error before a stream opens (`x-amzn-ErrorType`)."""
+    from botocore.awsrequest import AWSResponse
+
+    status, code = ERRORS[error.error_type].aws_retry  # type: ignore[misc]
+    body = json.dumps({"message": error.message}).encode("utf-8")
+    headers = {k: v for k, v in response.headers.items() if k.lower().encode() not in _FRAMING_HEADERS}
+    headers.update({"x-amzn-ErrorType": code, "content-type": "application/json", "content-length": str(len(body))})
+    return AWSResponse(response.url, status, headers, _Body(body))
+
+
+class _Body:
+    """The body of a handed-over error response, as botocore reads one (`stream()`, `read()`, `close()`)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        data, self._data = self._data, b""
+        if data:
+            yield data
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+    def close(self) -> None:
+        self._data = b""
+
+
+class _RawReplay:
+    """urllib3's response with `stream()` yielding the chunks read ahead, then what reading raised or the rest;
+    everything else (`close()`, `release_conn()`, attributes) is the response's own."""
+
+    def __init__(self, raw: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+        self._raw = raw
+        self._replay = _SyncReplay(raw, chunks, rest, failure)
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return iter(self._replay)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
