@@ -20,7 +20,8 @@ import bedrock_otel
 from bedrock_otel import semconv as sc
 from bedrock_otel.exporters.exposition import generate
 from bedrock_otel.telemetry import catalog as c
-from bedrock_otel.telemetry.prometheus import NATIVE, PrometheusRecorder
+from bedrock_otel.telemetry.prometheus import PrometheusRecorder
+from bedrock_otel.telemetry.store import NATIVE
 
 pytestmark = pytest.mark.sdk_independent
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from ..config import DEFAULT_PROMETHEUS_PORT, setting
 from ..testing import scenarios, workload
-from . import setting_type, summary
+from . import summary
+from .options import setting_type
 
 NAME = "demo"
 HELP = "run a realistic faulty workload on loopback servers, serve /metrics and print a summary"

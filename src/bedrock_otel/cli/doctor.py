@@ -15,6 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.version import Version
+
 from .. import exporters
 from .._version import __version__
 from ..config import ConfigError, Settings
@@ -23,12 +26,13 @@ from ..exporters.prometheus import MULTIPROC_DIR_ENV
 from ..families.boto import OPERATIONS
 from ..hooks.targets import TARGETS
 from ..instrumentation import PATCHER
-from ..support import NEWEST_TESTED_ANTHROPIC, SUPPORTED_ANTHROPIC, version_tuple
+from ..support import NEWEST_TESTED_ANTHROPIC, SUPPORTED_ANTHROPIC
 
 NAME = "doctor"
 HELP = "check the SDK (#1472), patch targets, settings and exporters; exit 1 when something is wrong"
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 FIXED_IN = "0.110.0"
+SUPPORTED = Requirement(SUPPORTED_ANTHROPIC).specifier
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,11 +105,11 @@ def check_sdk(report: Report, settings: Settings | None) -> None:
         report.add(FAIL, "anthropic is not installed: nothing to instrument (pip install 'anthropic[bedrock]')")
         return
     version = anthropic.__version__
-    supported = (0, 25, 0) <= version_tuple(version) < (3,)
+    supported = SUPPORTED.contains(version, prereleases=True)
     http = sdk_http_library().__name__
     report.add(OK if supported else FAIL, f"anthropic {version} (supported: {SUPPORTED_ANTHROPIC}; tested up to "
                                           f"{NEWEST_TESTED_ANTHROPIC}); HTTP library: {http}")
-    if supported and version_tuple(version) > version_tuple(NEWEST_TESTED_ANTHROPIC):
+    if supported and Version(version) > Version(NEWEST_TESTED_ANTHROPIC):
         report.add(WARN, f"anthropic {version} is newer than {NEWEST_TESTED_ANTHROPIC}, the newest version "
                          f"bedrock_otel {__version__} was tested with: the checks below probe it as installed, but "
                          "a change in how it streams may not be handled yet",

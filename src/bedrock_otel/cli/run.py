@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import exporters
 from ..config import DEFAULT_PROMETHEUS_PORT, SETTINGS, Settings, setting
 from ..exporters import otlp
-from . import add_setting_options
+from .options import add_setting_options
 
 NAME = "run"
 HELP = "run a program auto-instrumented (metrics endpoint and/or OTLP)"

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 
 import prometheus_client
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from ..telemetry.prometheus import NATIVE
+from ..telemetry.store import NATIVE
 
 _EOF = b"# EOF\n"
 OPENMETRICS = "application/openmetrics-text"
@@ -48,15 +48,11 @@ def _natively(registry: CollectorRegistry, method: str, query: str) -> bool:
     return method == "GET" and registry in NATIVE and "name[]" not in parse_qs(query)
 
 
-def _gzip_accepted(accept_encoding: str | None) -> bool:
-    return any(part.split(";")[0].strip().lower() == "gzip" for part in (accept_encoding or "").split(","))
-
-
 def _answer(registry: CollectorRegistry, accept: str | None, accept_encoding: str | None
             ) -> tuple[bytes, list[tuple[str, str]]]:
     body, content_type = generate(registry, accept)
     headers = [("Content-Type", content_type)]
-    if _gzip_accepted(accept_encoding):
+    if gzip_accepted(accept_encoding or ""):
         body = gzip.compress(body, compresslevel=GZIP_LEVEL)
         headers.append(("Content-Encoding", "gzip"))
     return body, headers

@@ -3,7 +3,6 @@ mostly string joins), prometheus_client's metrics in multiprocess mode (their va
 
 from __future__ import annotations
 
-import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable
@@ -12,10 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from .catalog import CATALOG, Instrument, Kind
 from .measurements import Measurement, record_each
-from .store import NativeFamilies
-
-# registry -> the families a recorder keeps natively in it, for the exposition (`exporters/exposition.py`)
-NATIVE: weakref.WeakKeyDictionary[CollectorRegistry, NativeFamilies] = weakref.WeakKeyDictionary()
+from .store import NATIVE, NativeFamilies
 
 _APPLY = {Kind.COUNTER: "inc", Kind.UP_DOWN_COUNTER: "inc", Kind.GAUGE: "set", Kind.HISTOGRAM: "observe"}
 

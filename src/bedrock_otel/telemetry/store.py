@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from prometheus_client import metrics as _client_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
@@ -248,3 +250,7 @@ def _observe_points(bounds: list[float], series: _Series, points: Sequence[float
     for point in points:
         buckets[bisect_left(bounds, point)] += 1  # type: ignore[index]
     series.sum += sum(points)
+
+
+# registry -> the families a recorder keeps natively in it, for the exposition (`exporters/exposition.py`)
+NATIVE: weakref.WeakKeyDictionary[CollectorRegistry, NativeFamilies] = weakref.WeakKeyDictionary()
