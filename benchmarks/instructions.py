@@ -61,10 +61,12 @@ pipeline.export()
 def counted(config: str, warmup: int, streams: int, tmp: Path) -> dict[str, int]:
     """Cachegrind's totals for one process running `streams` streams after `warmup`."""
     out = tmp / f"{config}-{streams}.out"
-    subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={out}",
-                    sys.executable, "-c", CHILD.format(here=str(HERE)), json.dumps(SETTINGS[config]), str(warmup),
-                    str(streams)],
-                   check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=3600)
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={out}",
+                           sys.executable, "-c", CHILD.format(here=str(HERE)), json.dumps(SETTINGS[config]),
+                           str(warmup), str(streams)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=3600)
+    if done.returncode != 0:  # say why: the child's own traceback, not just its exit status
+        raise RuntimeError(f"{config}, {streams} streams: exit {done.returncode}\n{done.stderr[-3000:]}")
     lines = out.read_text().splitlines()
     events = next(line for line in lines if line.startswith("events:")).split()[1:]
     totals = next(line for line in lines if line.startswith("summary:")).split()[1:]
