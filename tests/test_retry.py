@@ -462,3 +462,39 @@ def test_a_recovered_stream_closed_early_is_abandoned_not_recovered(bedrock_otel
     assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER) == {}
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
     assert not [conn for conn in _connections(client) if not conn.is_closed()]
+
+
+def _elapsed_after_reading(server: Any, provider: str, mode: str, scenario: str) -> str:
+    """What `http_response.elapsed` of a raw streamed response gives once its stream was read to the end."""
+    client = make_client(server, provider, mode)
+
+    async def read_async() -> Any:
+        raw = await client.messages.with_raw_response.create(stream=True, **request_for(provider, scenario))
+        async for _ in await raw.parse():
+            pass
+        return raw.http_response
+
+    if mode == "async":
+        response = asyncio.run(read_async())
+    else:
+        raw = client.messages.with_raw_response.create(stream=True, **request_for(provider, scenario))
+        for _ in raw.parse():
+            pass
+        response = raw.http_response
+    try:
+        return type(response.elapsed).__name__
+    except Exception as exc:
+        return f"raises {type(exc).__name__}"
+
+
+@pytest.mark.parametrize("scenario", ["normal", "rate_limited_then_ok"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_elapsed_after_a_read_stream_is_as_bare(bedrock_otel_server: Any, sleeps: list[float], provider: str,
+                                                mode: str, scenario: str) -> None:
+    """httpx2 reads `Response.elapsed` from the response's byte stream once closed: the replay of what was read
+    ahead must give it, or an application logging `elapsed` crashes in retry mode only."""
+    bare = _elapsed_after_reading(bedrock_otel_server, provider, mode, "normal")
+    with CapturedTelemetry(retry=True):
+        seen = _elapsed_after_reading(bedrock_otel_server, provider, mode, scenario)
+    assert bare == seen == "timedelta"

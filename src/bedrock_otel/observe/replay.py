@@ -123,13 +123,17 @@ def _build_error_response(response: Any, error: InBandError) -> Any:
 
 
 class _Replay:
-    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest."""
+    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest. Everything
+    else is the original body's own: httpx2 reads the response's `elapsed` from its byte stream once it is closed."""
 
     def __init__(self, original: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
         self._original = original
         self._chunks = chunks
         self._rest = rest
         self._failure = failure
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._original, name)
 
     def _take(self) -> tuple[list[bytes], Exception | None]:
         chunks, failure = self._chunks, self._failure
