@@ -25,8 +25,11 @@ class SdkFamily(Family):
     components = Components(call="hooks.request", send="hooks.send", stream="hooks.stream", close="hooks.close")
 
     def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call:
+        """Every call's HTTP attempts are counted; only a Messages stream is observed as a stream (see
+        `chat_stream`): a Managed Agents session-events stream is not a chat and is left alone."""
         args, kwargs = request
-        return Call(labels(client, _options(args, kwargs), cap_model), bool(kwargs.get("stream")))
+        options = _options(args, kwargs)
+        return Call(labels(client, options, cap_model), bool(kwargs.get("stream")) and chat_stream(options))
 
     def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
         url = getattr(client, "base_url", None)
@@ -54,8 +57,11 @@ class SdkFamily(Family):
     def stream_handle(self, stream: Any) -> Any:
         return stream.response
 
-    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels:
-        """A stream built outside `request()` (by hand, or by a helper over a response): labelled by its client."""
+    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels | None:
+        """A stream built outside `request()` (by hand, or by a helper over a response): labelled by its client,
+        if it reads a Messages stream."""
+        if not _chat_path(stream.response):
+            return None
         return labels(stream._client, None, cap_model)
 
     def watching(self, stream: Any, observer: StreamObserver) -> None:
@@ -99,6 +105,26 @@ def _frame_chunk(payload: bytes) -> Any:
         return classify.decode_chunk(classify.bedrock_chunk_bytes(payload, strict=False))
     except Exception:
         return None
+
+
+# The streams bedrock_otel observes: the Messages API's (and the legacy Text Completions API's), by the SDK's
+# own path before a platform client rewrites it, and by the path each platform sends them to
+CHAT_PATHS = ("/v1/messages", "/v1/complete")
+_CHAT_WIRE_PATHS = (*CHAT_PATHS, "/invoke-with-response-stream", ":streamRawPredict")
+
+
+def chat_stream(options: Any) -> bool:
+    """Whether a streamed call is a chat stream (a request of unknown shape is, as it always was)."""
+    url = getattr(options, "url", None)
+    return not isinstance(url, str) or url.partition("?")[0] in CHAT_PATHS
+
+
+def _chat_path(response: Any) -> bool:
+    try:
+        path = response.request.url.path
+    except Exception:  # no request to read: adopted, as it always was
+        return True
+    return not isinstance(path, str) or path.endswith(_CHAT_WIRE_PATHS)
 
 
 def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

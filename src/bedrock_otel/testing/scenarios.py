@@ -280,3 +280,14 @@ ALL: dict[str, Scenario] = {
               HTTP_529_THEN_OK, *TRUNCATED_AT, TRUNCATED_MID_FRAME, EMPTY_BODY, CORRUPT, GARBAGE, UNKNOWN_EVENT,
               STALL, STALL_IN_PREAMBLE, LARGE_EVENT, *RETRY_SCENARIOS)
 }
+
+
+# A Managed Agents session's event stream (`client.beta.sessions.events.stream(...)`, GET
+# /v1/sessions/{id}/events/stream): SSE whose events are named by their type, as the SDK reads them
+SESSION_EVENTS: tuple[dict[str, Any], ...] = (
+    {"type": "session.status_running", "id": "sevt_1", "processed_at": "2026-12-03T10:00:00Z"},
+    {"type": "agent.message", "id": "sevt_2", "content": [{"type": "text", "text": "Hello"}],
+     "processed_at": "2026-12-03T10:00:01Z"},
+    {"type": "session.status_idle", "id": "sevt_3", "stop_reason": {"type": "end_turn"},
+     "processed_at": "2026-12-03T10:00:02Z"},
+)

@@ -27,6 +27,7 @@ from .scenarios import (
     ALL,
     NORMAL,
     RATE_LIMIT_HEADERS,
+    SESSION_EVENTS,
     Corrupt,
     Cut,
     Event,
@@ -178,6 +179,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(reply, bedrock)
         else:
             self._send_stream(reply, bedrock)
+
+    def do_GET(self) -> None:
+        """A Managed Agents session's event stream, on first-party and Bedrock's control-plane paths alike."""
+        path = self.path.partition("?")[0]
+        self.server.owner.record(self.path, dict(self.headers), "session_events", 0)
+        if not (path.startswith(("/v1/sessions/", "/anthropic/v1/sessions/")) and path.endswith("/stream")):
+            self._send_json(Reply(status=404, json_body={"type": "error", "error": {
+                "type": "not_found_error", "message": f"no such path: {path}"}}), bedrock=False)
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self._common_headers(Reply(), bedrock=False)
+        self.end_headers()
+        for event in SESSION_EVENTS:
+            data = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n\r\n")
 
     def _common_headers(self, reply: Reply, bedrock: bool) -> None:
         if bedrock:
