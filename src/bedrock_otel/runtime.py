@@ -106,15 +106,15 @@ class Runtime:
             call = family.call(client, request, self.cap_model)
             if call is None:
                 return None
-            labels = call.labels
-            if not call.streamed:
-                return ActiveCall(self.end_call, CallContext(family, labels, call.identity), None)
+            labels, streamed, identity = call
+            if not streamed:
+                return ActiveCall(self.end_call, CallContext(family, labels, identity), None)
             started = perf_counter_ns()
             span = None
             if self.tracer is not None:
                 span = open_span(self.tracer, labels, self.settings, family.span_attributes(client, request),
                                  partial(family.request_messages, request))
-            observer = family.observer_class(labels)(family, labels, call.identity, self, span, started)
+            observer = family.observers.get(labels.api, StreamObserver)(family, labels, identity, self, span, started)
             self.record(measurements.in_flight(labels, 1))
             token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
             return ActiveCall(self.end_call, observer, token)
@@ -193,19 +193,17 @@ class Runtime:
         """The observer of an open stream of `family`; a stream made outside an observed call is adopted if the
         family labels it."""
         try:
-            handle = family.stream_handle(stream)
-            observer = LIVE.get(handle)
-            if observer is None:
+            handle, observer = family.find(stream)
+            if observer is None and handle not in LIVE:
                 labels = family.adopt(stream, self.cap_model)
                 if labels is None:
                     return None
-                observer = family.observer_class(labels)(family, labels, None, self, None, perf_counter_ns())
+                observer = family.observers.get(labels.api, StreamObserver)(family, labels, None, self, None,
+                                                                              perf_counter_ns())
                 self.record(measurements.in_flight(labels, 1))
                 LIVE[handle] = observer
                 observer.bind(handle)
-            elif not observer.is_open():
-                return None
-            family.watching(stream, observer)
+                family.find(stream)  # registered: anything else its hooks look it up by too
             return observer
         except Exception:
             self.internal_error(family.components.stream)
@@ -214,7 +212,7 @@ class Runtime:
     def caller_closed(self, family: Family, stream: Any) -> None:
         """The caller closed a stream: it ends now, not at collection."""
         try:
-            observer = LIVE.get(family.stream_handle(stream))
+            _handle, observer = family.find(stream)
             if observer is not None:
                 observer.finish(CALLER_STOPPED)
         except Exception:
@@ -224,15 +222,16 @@ class Runtime:
         """A stream ended (once): the in-flight gauge goes down, its measurements are recorded and its span ends.
         Uninstrumented while it was open: it closes what it opened (gauge, span) and records nothing more."""
         span = observer.span
-        recording = ACTIVE is self and bool(self.recorders)
-        summary = observer.summary(outcome, duration_ns) if recording or span is not None else None
+        if not self.recorders and span is None:
+            return  # nothing records (hooks only)
+        summary = observer.summary(outcome, duration_ns)
         if self.recorders:  # one batch per recorder
             batch = list(measurements.in_flight(observer.labels, -1))
-            if recording:
-                batch += measurements.of_stream(summary)  # type: ignore[arg-type]
+            if ACTIVE is self:
+                batch += measurements.of_stream(summary)
             self.record(batch)
         if span is not None:
-            end_span(span, summary, self.settings)  # type: ignore[arg-type]
+            end_span(span, summary, self.settings)
 
     # -- recording ------------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ A new family is one module here plus its rows there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple
 
 from ..observe.labels import CallLabels
@@ -27,12 +26,9 @@ class Components(NamedTuple):
     close: str  # the caller closing a stream
 
 
-class Call(NamedTuple):
-    """A call a family observes: its labels, whether it streams, and its identity while it runs."""
-
-    labels: CallLabels
-    streamed: bool
-    identity: Any = None  # kept on the call's context until it returns (`CallContext.request`)
+# A call a family observes: (its labels, whether it is a stream to observe, its identity while it runs: kept on
+# the call's context until it returns, `CallContext.request`). A plain tuple: one is made per call.
+Call = tuple[CallLabels, bool, Any]
 
 
 class Family:
@@ -40,6 +36,8 @@ class Family:
 
     name: str
     components: Components
+    # anthropic.stream.api -> the observer class of its streams (any other: `StreamObserver`)
+    observers: dict[str, type[StreamObserver]] = {}
 
     def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call | None:
         """The call's labels (None: a call this family does not observe)."""
@@ -52,9 +50,6 @@ class Family:
     def request_messages(self, request: Any) -> Any:
         """The request's messages, read only when content capture is on."""
         raise NotImplementedError
-
-    def observer_class(self, labels: CallLabels) -> type[StreamObserver]:
-        return StreamObserver
 
     def returned_stream(self, ctx: StreamObserver, result: Any) -> Any:
         """What the stream hooks will find the observer of a call that returned `result` by (None: no stream)."""
@@ -71,21 +66,19 @@ class Family:
         """The async twin of `read_ahead`, for families with async clients."""
         raise NotImplementedError
 
-    def stream_handle(self, stream: Any) -> Any:
-        """What a stream object's observer is registered under."""
-        return stream
+    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
+        """(what a stream object's observer is registered under, the observer that is to watch it, if any); also
+        registers the observer under anything else its hooks will look it up by."""
+        raise NotImplementedError
 
     def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels | None:
         """Labels for a stream made outside an observed call (None: leave it alone)."""
         return None
 
-    def watching(self, stream: Any, observer: StreamObserver) -> None:
-        """The observer is about to watch `stream`: register anything else its hooks will look it up by."""
-
 
 def numeric_parameters(source: Any, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """The request parameters among `(key, attribute)` pairs that `source` holds as numbers (never text)."""
-    if not isinstance(source, Mapping):
+    if not isinstance(source, dict):
         return {}
     found = {}
     for key, attribute in names:

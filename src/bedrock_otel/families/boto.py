@@ -26,6 +26,7 @@ from .. import semconv as sc
 from ..errors import source_of
 from ..observe import classify, replay
 from ..observe.labels import CallLabels
+from ..observe.live import LIVE
 from ..observe.observer import ALL, BODY_ENDED, BOUNDARIES, CALLER_STOPPED, RAISED, USAGE_FIELDS, StreamObserver
 from ..observe.retry import Lookahead
 from ..telemetry.spans import server_of_url
@@ -213,6 +214,7 @@ class BotoFamily(Family):
     name = "botocore"
     components = Components(call="hooks.boto_call", send="hooks.boto_send", stream="hooks.boto_stream",
                             close="hooks.boto_stream")
+    observers = {sc.API_INVOKE: BotoStreamObserver, sc.API_CONVERSE: ConverseStreamObserver}
 
     def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call | None:
         """A bedrock-runtime stream of Claude (see `observed_api`), else None."""
@@ -223,7 +225,7 @@ class BotoFamily(Family):
         model: str = params["modelId"]
         region = classify.region_label(getattr(client.meta, "region_name", None))
         labels = CallLabels(sc.PROVIDER_BEDROCK, cap_model(model), region, classify.inference_profile(model), found[0])
-        return Call(labels, True, params)
+        return labels, True, params
 
     def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
         """`server.*`, and Converse's numeric inference parameters under the GenAI names (an invoke body is not
@@ -243,8 +245,10 @@ class BotoFamily(Family):
         except (ValueError, AttributeError):
             return None
 
-    def observer_class(self, labels: CallLabels) -> type[StreamObserver]:
-        return ConverseStreamObserver if labels.api == sc.API_CONVERSE else BotoStreamObserver
+    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
+        """By the EventStream itself; only while its stream is open (a later iteration yields nothing new)."""
+        observer = LIVE.get(stream)
+        return stream, (observer if observer is not None and observer.is_open() else None)
 
     def returned_stream(self, ctx: StreamObserver, result: Any) -> Any:
         """The EventStream under the result's key for the call's operation."""

@@ -28,8 +28,10 @@ class SdkFamily(Family):
         """Every call's HTTP attempts are counted; only a Messages stream is observed as a stream (see
         `chat_stream`): a Managed Agents session-events stream is not a chat and is left alone."""
         args, kwargs = request
-        options = _options(args, kwargs)
-        return Call(labels(client, options, cap_model), bool(kwargs.get("stream")) and chat_stream(options))
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        url = getattr(options, "url", None)  # a request of unknown shape is observed, as it always was
+        chat = not isinstance(url, str) or url.partition("?")[0] in CHAT_PATHS
+        return labels(client, options, cap_model), chat and bool(kwargs.get("stream")), None
 
     def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
         url = getattr(client, "base_url", None)
@@ -54,8 +56,16 @@ class SdkFamily(Family):
     async def aread_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         return await replay.aread_ahead(response)
 
-    def stream_handle(self, stream: Any) -> Any:
-        return stream.response
+    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
+        """By the response (an ended stream's observer too: its hooks stay its own); a Bedrock stream's decoder
+        too, for the frames it drops."""
+        response = stream.response
+        observer = LIVE.get(response)
+        if observer is not None:
+            decoder = getattr(stream, "_decoder", None)
+            if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
+                LIVE[decoder] = observer
+        return response, observer
 
     def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels | None:
         """A stream built outside `request()` (by hand, or by a helper over a response): labelled by its client,
@@ -63,11 +73,6 @@ class SdkFamily(Family):
         if not _chat_path(stream.response):
             return None
         return labels(stream._client, None, cap_model)
-
-    def watching(self, stream: Any, observer: StreamObserver) -> None:
-        decoder = getattr(stream, "_decoder", None)
-        if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
-            LIVE[decoder] = observer
 
 
 SDK = SdkFamily()
@@ -113,12 +118,6 @@ CHAT_PATHS = ("/v1/messages", "/v1/complete")
 _CHAT_WIRE_PATHS = (*CHAT_PATHS, "/invoke-with-response-stream", ":streamRawPredict")
 
 
-def chat_stream(options: Any) -> bool:
-    """Whether a streamed call is a chat stream (a request of unknown shape is, as it always was)."""
-    url = getattr(options, "url", None)
-    return not isinstance(url, str) or url.partition("?")[0] in CHAT_PATHS
-
-
 def _chat_path(response: Any) -> bool:
     try:
         path = response.request.url.path
@@ -127,9 +126,6 @@ def _chat_path(response: Any) -> bool:
     return not isinstance(path, str) or path.endswith(_CHAT_WIRE_PATHS)
 
 
-def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    return args[1] if len(args) > 1 else kwargs.get("options")
-
-
 def _body(request: Any) -> Any:
-    return getattr(_options(*request), "json_data", None)
+    args, kwargs = request
+    return getattr(args[1] if len(args) > 1 else kwargs.get("options"), "json_data", None)

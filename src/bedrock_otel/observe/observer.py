@@ -463,10 +463,11 @@ class StreamObserver(CallContext):
                 label = classify.event_type_label(name)
                 events[label] = events.get(label, 0) + count
         failed = outcome == sc.OUTCOME_ERROR
+        retried = self.retried
         return StreamSummary(
             self.labels, outcome, duration_ns / 1e9, events, self.malformed,
-            [*self.retried, *self.errors] if self.retried else self.errors,
-            [error_type for error_type, _source, _message in self.retried], self.exhausted,
+            [*retried, *self.errors] if retried else self.errors,
+            [error[0] for error in retried] if retried else [], self.exhausted,
             ((self.errors[0][0] if self.errors else self.exception_type) or sc.OTHER) if failed else "",
             None if self.first_chunk_ns is None else (self.first_chunk_ns - self.started_ns) / 1e9,
             self.chunk_gaps, self.usage, self.response_id, self.response_model, self.stop_reason, self.request_id,
