@@ -236,7 +236,10 @@ class Runtime:
     # -- recording ------------------------------------------------------------------------------------
 
     def record(self, items: Iterable[measurements.Measurement]) -> None:
-        """One batch per recorder (a stream's measurements are taken under one lock, not one call each)."""
+        """One batch per recorder (a stream's measurements are taken under one lock, not one call each). With no
+        recorder (`BEDROCK_OTEL_METRICS=none`) nothing is computed."""
+        if not self.recorders:
+            return
         batch = items if isinstance(items, list) else list(items)
         for recorder in self.recorders:
             try:
