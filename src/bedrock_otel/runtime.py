@@ -193,11 +193,12 @@ class Runtime:
         """The observer of an open stream of `family`; a stream made outside an observed call is adopted if the
         family labels it."""
         try:
-            handle, observer = family.find(stream)
-            if observer is None and handle not in LIVE:
-                labels = family.adopt(stream, self.cap_model)
-                if labels is None:
+            observer = family.find(stream)
+            if observer is None:
+                adopted = family.adopt(stream, self.cap_model)
+                if adopted is None:
                     return None
+                handle, labels = adopted
                 observer = family.observers.get(labels.api, StreamObserver)(family, labels, None, self, None,
                                                                               perf_counter_ns())
                 self.record(measurements.in_flight(labels, 1))
@@ -212,7 +213,7 @@ class Runtime:
     def caller_closed(self, family: Family, stream: Any) -> None:
         """The caller closed a stream: it ends now, not at collection."""
         try:
-            _handle, observer = family.find(stream)
+            observer = family.find(stream)
             if observer is not None:
                 observer.finish(CALLER_STOPPED)
         except Exception:

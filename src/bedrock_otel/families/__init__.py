@@ -66,13 +66,14 @@ class Family:
         """The async twin of `read_ahead`, for families with async clients."""
         raise NotImplementedError
 
-    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
-        """(what a stream object's observer is registered under, the observer that is to watch it, if any); also
-        registers the observer under anything else its hooks will look it up by."""
+    def find(self, stream: Any) -> StreamObserver | None:
+        """The observer that is to watch a stream object, if any; also registers it under anything else its hooks
+        will look it up by."""
         raise NotImplementedError
 
-    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels | None:
-        """Labels for a stream made outside an observed call (None: leave it alone)."""
+    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> tuple[Any, CallLabels] | None:
+        """For a stream made outside an observed call and not ended: (what its observer is to be registered
+        under, its labels); None: leave it alone."""
         return None
 
 

@@ -245,10 +245,10 @@ class BotoFamily(Family):
         except (ValueError, AttributeError):
             return None
 
-    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
+    def find(self, stream: Any) -> StreamObserver | None:
         """By the EventStream itself; only while its stream is open (a later iteration yields nothing new)."""
         observer = LIVE.get(stream)
-        return stream, (observer if observer is not None and observer.is_open() else None)
+        return observer if observer is not None and observer.is_open() else None
 
     def returned_stream(self, ctx: StreamObserver, result: Any) -> Any:
         """The EventStream under the result's key for the call's operation."""

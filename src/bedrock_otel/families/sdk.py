@@ -56,23 +56,23 @@ class SdkFamily(Family):
     async def aread_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         return await replay.aread_ahead(response)
 
-    def find(self, stream: Any) -> tuple[Any, StreamObserver | None]:
+    def find(self, stream: Any) -> StreamObserver | None:
         """By the response (an ended stream's observer too: its hooks stay its own); a Bedrock stream's decoder
         too, for the frames it drops."""
-        response = stream.response
-        observer = LIVE.get(response)
+        observer = LIVE.get(stream.response)
         if observer is not None:
             decoder = getattr(stream, "_decoder", None)
             if decoder is not None and type(decoder).__name__ == "AWSEventStreamDecoder":
                 LIVE[decoder] = observer
-        return response, observer
+        return observer
 
-    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> CallLabels | None:
+    def adopt(self, stream: Any, cap_model: Callable[[str], str]) -> tuple[Any, CallLabels] | None:
         """A stream built outside `request()` (by hand, or by a helper over a response): labelled by its client,
         if it reads a Messages stream."""
-        if not _chat_path(stream.response):
+        response = stream.response
+        if not _chat_path(response):
             return None
-        return labels(stream._client, None, cap_model)
+        return response, labels(stream._client, None, cap_model)
 
 
 SDK = SdkFamily()

@@ -34,6 +34,7 @@ log = logging.getLogger("bedrock_otel")
 
 DELTA = sc.CONTENT_BLOCK_DELTA
 _NEVER = object()  # a wire name that matches nothing: sends every event down the rare path
+_NO_RETRIES: list[str] = []  # a summary's `retried` when nothing was (shared, never written to)
 
 
 class _Replace:
@@ -467,7 +468,7 @@ class StreamObserver(CallContext):
         return StreamSummary(
             self.labels, outcome, duration_ns / 1e9, events, self.malformed,
             [*retried, *self.errors] if retried else self.errors,
-            [error[0] for error in retried] if retried else [], self.exhausted,
+            [error[0] for error in retried] if retried else _NO_RETRIES, self.exhausted,
             ((self.errors[0][0] if self.errors else self.exception_type) or sc.OTHER) if failed else "",
             None if self.first_chunk_ns is None else (self.first_chunk_ns - self.started_ns) / 1e9,
             self.chunk_gaps, self.usage, self.response_id, self.response_model, self.stop_reason, self.request_id,
