@@ -114,8 +114,7 @@ class Runtime:
             if self.tracer is not None:
                 span = open_span(self.tracer, labels, self.settings, family.span_attributes(client, request),
                                  partial(family.request_messages, request))
-            observer = family.observers.get(labels.api, StreamObserver)(family, labels, identity, self, span, started)
-            self.record(measurements.in_flight(labels, 1))
+            observer = self._observer(family, labels, identity, span, started)
             token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
             return ActiveCall(self.end_call, observer, token)
         except Exception:
@@ -189,9 +188,15 @@ class Runtime:
 
     # -- streams ----------------------------------------------------------------------------------------------
 
+    def _observer(self, family: Family, labels: Any, identity: Any, span: Any, started_ns: int) -> StreamObserver:
+        """A streamed call's observer, of its family's class for its API; the stream is in flight from now."""
+        observer = family.observers.get(labels.api, StreamObserver)(family, labels, identity, self, span, started_ns)
+        self.record(measurements.in_flight(labels, 1))
+        return observer
+
     def stream_observer(self, family: Family, stream: Any) -> StreamObserver | None:
-        """The observer of an open stream of `family`; a stream made outside an observed call is adopted if the
-        family labels it."""
+        """The observer that is to watch a stream of `family` (the family's `find` says which); a stream made
+        outside an observed call is adopted if the family labels it."""
         try:
             observer = family.find(stream)
             if observer is None:
@@ -199,9 +204,7 @@ class Runtime:
                 if adopted is None:
                     return None
                 handle, labels = adopted
-                observer = family.observers.get(labels.api, StreamObserver)(family, labels, None, self, None,
-                                                                              perf_counter_ns())
-                self.record(measurements.in_flight(labels, 1))
+                observer = self._observer(family, labels, None, None, perf_counter_ns())
                 LIVE[handle] = observer
                 observer.bind(handle)
                 family.find(stream)  # registered: anything else its hooks look it up by too
