@@ -25,8 +25,8 @@ class SdkFamily(Family):
     components = Components(call="hooks.request", send="hooks.send", stream="hooks.stream", close="hooks.close")
 
     def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call:
-        """Every call's HTTP attempts are counted; only a Messages stream is observed as a stream (see
-        `chat_stream`): a Managed Agents session-events stream is not a chat and is left alone."""
+        """Every call's HTTP attempts are counted; only a Messages stream is observed as a stream (`CHAT_PATHS`):
+        a Managed Agents session-events stream is not a chat and is left alone."""
         args, kwargs = request
         options = args[1] if len(args) > 1 else kwargs.get("options")
         url = getattr(options, "url", None)  # a request of unknown shape is observed, as it always was
