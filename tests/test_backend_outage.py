@@ -35,7 +35,11 @@ with LoopbackServer() as server:
             pass
     time.sleep(0.7)
 """
-BOUND_S = 3.0  # the exit goal is ~1 s over bare (BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT); 3 s never flakes
+BOUND_S = 3.0  # the exit goal is ~1 s over bare (BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT); 3 s never flakes on a quiet machine
+# bedrock-otel run's own start-up (importing the OTLP exporters) slows with the machine's load as the program's
+# does (under the parallel suite: 3.5 s bare and 6.9 s instrumented; 8.1 s and 11.8 s): the bound scales with the
+# bare time. A broken backend that held the exit (the backends below answer after 20 s) is far past it either way.
+LOAD_FACTOR = 1.5
 DEFAULT_EXIT = str(Settings().export_exit_timeout)  # what an application gets (procs.child_env sets 30)
 
 
@@ -52,10 +56,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bare_s(app: Path) -> float:
-    """The same program without bedrock_otel (the slower of two runs: the bound is against a busy machine)."""
-    return max(_timed([sys.executable, str(app)])[0] for _ in range(2))
+    """The same program without bedrock_otel, timed right before the instrumented run it is held against: the
+    suite runs in parallel, and a figure taken minutes earlier under other load is no baseline (3.5 s bare, then
+    6.9 s instrumented, was seen in CI while other workers' tests peaked)."""
+    return _timed([sys.executable, str(app)])[0]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -67,7 +73,7 @@ def test_exit_is_bounded_and_quiet_whatever_the_backend_does(app: Path, bare_s: 
                                  OTEL_EXPORTER_OTLP_ENDPOINT=backend.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
                                  BEDROCK_OTEL_EXPORT_EXIT_TIMEOUT=DEFAULT_EXIT)
     assert result.returncode == 0, result.stderr
-    assert elapsed <= bare_s + BOUND_S, f"{elapsed:.1f} s against {bare_s:.1f} s bare"
+    assert elapsed <= bare_s * LOAD_FACTOR + BOUND_S, f"{elapsed:.1f} s against {bare_s:.1f} s bare"
     lines = result.stderr.splitlines()  # at most: failing, and what exit dropped; nothing from the exporters
     assert len(lines) <= 2 and all(line.startswith("bedrock_otel: ") for line in lines), result.stderr
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import time
 from typing import Any
 
@@ -470,7 +471,8 @@ def _elapsed_after_reading(server: Any, provider: str, mode: str, scenario: str)
 
     async def read_async() -> Any:
         raw = await client.messages.with_raw_response.create(stream=True, **request_for(provider, scenario))
-        async for _ in await raw.parse():
+        stream = raw.parse()  # a coroutine on SDKs whose raw responses parse asynchronously, else the stream
+        async for _ in (await stream if inspect.isawaitable(stream) else stream):
             pass
         return raw.http_response
 
