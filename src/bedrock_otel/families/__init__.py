@@ -34,7 +34,6 @@ Call = tuple[CallLabels, bool, Any]
 class Family:
     """The questions `Runtime` asks a client family. `request` is whatever the family's call hook passes."""
 
-    name: str
     components: Components
     # anthropic.stream.api -> the observer class of its streams (any other: `StreamObserver`)
     observers: dict[str, type[StreamObserver]] = {}

@@ -211,7 +211,6 @@ class ConverseStreamObserver(BotoStreamObserver):
 
 
 class BotoFamily(Family):
-    name = "botocore"
     components = Components(call="hooks.boto_call", send="hooks.boto_send", stream="hooks.boto_stream",
                             close="hooks.boto_stream")
     observers = {sc.API_INVOKE: BotoStreamObserver, sc.API_CONVERSE: ConverseStreamObserver}

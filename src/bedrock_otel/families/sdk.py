@@ -21,7 +21,6 @@ from . import Call, Components, Family, numeric_parameters
 
 
 class SdkFamily(Family):
-    name = "anthropic"
     components = Components(call="hooks.request", send="hooks.send", stream="hooks.stream", close="hooks.close")
 
     def call(self, client: Any, request: Any, cap_model: Callable[[str], str]) -> Call:
