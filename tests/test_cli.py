@@ -28,6 +28,9 @@ from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 from bedrock_otel.testing.prometheus import free_port
 
 CLI = str(Path(sys.executable).with_name("bedrock-otel"))
+# Whole programs in subprocesses, whose dependence on the SDK the oldest and newest tell (noxfile.py): the doctor's
+# probe of the SDK's error-frame handling, which changed at 0.110, runs on every version
+SDK_ENDS = pytest.mark.sdk_ends
 
 
 def cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +40,7 @@ def cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedPro
 # -- options ----------------------------------------------------------------------------------------------------
 
 
+@SDK_ENDS
 @pytest.mark.parametrize("command", ["run", "demo", "doctor"])
 def test_every_option_has_help_text(command: str) -> None:
     import argparse
@@ -68,6 +72,7 @@ def test_every_option_has_help_text(command: str) -> None:
     (["run", "--", "python", "-c", "pass"], {"OTEL_METRICS_EXPORTER": "statsd"}, "OTEL_METRICS_EXPORTER",
      "otlp, console, prometheus"),
 ])
+@SDK_ENDS
 def test_invalid_values_fail_naming_the_option_and_the_accepted_values(args: list[str], env: dict[str, str],
                                                                         named: str, accepted: str) -> None:
     result = cli(*args, **env)
@@ -75,6 +80,7 @@ def test_invalid_values_fail_naming_the_option_and_the_accepted_values(args: lis
     assert named in result.stderr and accepted in result.stderr, result.stderr
 
 
+@SDK_ENDS
 def test_run_without_a_command_or_with_an_unknown_one() -> None:
     assert cli("run").returncode == 2
     result = cli("run", "--", "no-such-program-bedrock-otel")
@@ -112,6 +118,7 @@ def app(tmp_path: Path) -> Path:
     return path
 
 
+@SDK_ENDS
 def test_run_serves_metrics_of_a_program_that_knows_nothing_of_bedrock_otel(app: Path, tmp_path: Path,
                                                                             bedrock_otel_server: Any) -> None:
     theirs = tmp_path / "theirs"  # an application's own sitecustomize still runs
@@ -137,6 +144,7 @@ def test_run_serves_metrics_of_a_program_that_knows_nothing_of_bedrock_otel(app:
     assert streams == {"completed": {sc.PROVIDER_BEDROCK: 1.0}, "error": {sc.PROVIDER_BEDROCK: 1.0}}
 
 
+@SDK_ENDS
 def test_run_exports_otlp_and_flushes_at_exit(app: Path, bedrock_otel_server: Any) -> None:
     with OtlpReceiver() as receiver:
         result = cli("run", "--otlp-endpoint", receiver.http_endpoint, "--otlp-protocol", "http/protobuf",
@@ -158,6 +166,7 @@ DEMO_FAULTS = {"error_first": 0.15, "error_mid": 0.1, "exception_throttlingExcep
                "http_429_then_ok": 0.1, "truncated": 0.1}
 
 
+@SDK_ENDS
 def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_path: Path) -> None:
     streams, seed = 80, 7
     report = tmp_path / "summary.json"
@@ -217,6 +226,7 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
 RETRY_FAULTS = {"rate_limited_then_ok": 0.2, "throttled_then_ok": 0.15, "throttled_always": 0.1}
 
 
+@SDK_ENDS
 @pytest.mark.parametrize("retry", [False, True])
 def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) -> None:
     """The same planned workload with and without --retry: transient in-band errors reach the application only
@@ -278,6 +288,7 @@ def test_doctor_finds_out_whether_this_sdk_mishandles_error_frames() -> None:
         assert repaired.returncode == 0 and "repair mode is on" in repaired.stdout, repaired.stdout
 
 
+@SDK_ENDS
 def test_doctor_reports_bad_settings_and_exporters() -> None:
     result = cli("doctor", BEDROCK_OTEL_SPAN_EVENTS="loud")
     assert result.returncode == 1 and "FAIL  settings: BEDROCK_OTEL_SPAN_EVENTS='loud'" in result.stdout

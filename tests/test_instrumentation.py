@@ -97,6 +97,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.sdk_ends  # programs in subprocesses; which SDK modules are patched is checked on every version above
 @pytest.mark.parametrize("order", ["auto_first", "anthropic_first"])
 def test_auto_instruments_whatever_the_import_order(order: str) -> None:
     imports = ["import bedrock_otel.auto", "import anthropic"]
@@ -105,6 +106,7 @@ def test_auto_instruments_whatever_the_import_order(order: str) -> None:
     assert "STREAMS 1.0" in out
 
 
+@pytest.mark.sdk_ends
 def test_opentelemetry_instrument_discovers_the_entry_point() -> None:
     code = CHILD.format(first="import anthropic, bedrock_otel", second="assert bedrock_otel.is_instrumented()",
                         streams=c.STREAMS.prometheus_name)
