@@ -1,6 +1,6 @@
 """Instructions and cache misses per stream, by configuration: the fixed cost without the machine's noise.
 
-    python benchmarks/instructions.py [--configs bare,hooks,prometheus,metrics,default] [--streams 200]
+    python benchmarks/instructions.py [--configs bare,hooks,prometheus,metrics,default] [--streams 200] [--gc off]
 
 Wall-clock A/B runs on a shared 2-core VM move by tens of µs per stream from run to run, which is the size of
 what is being measured. Valgrind counts instead: each configuration runs `--warmup` streams and then
@@ -40,10 +40,12 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
 EVENTS = {"Ir": "instructions", "I1mr": "L1i misses", "D1mr": "L1d read misses", "D1mw": "L1d write misses"}
 
 CHILD = """
-import json, sys
+import gc, json, sys
 sys.path.insert(0, {here!r})
 import replay
-settings, warmup, streams = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+settings, warmup, streams, collect = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if collect == "off":
+    gc.disable()
 client = replay.make_client("first_party", False, replay.make_body("first_party", 20), {{}})
 pipeline = replay.Pipeline.build()
 if settings is not None:
@@ -58,12 +60,12 @@ pipeline.export()
 """
 
 
-def counted(config: str, warmup: int, streams: int, tmp: Path) -> dict[str, int]:
+def counted(config: str, warmup: int, streams: int, tmp: Path, gc: str = "on") -> dict[str, int]:
     """Cachegrind's totals for one process running `streams` streams after `warmup`."""
     out = tmp / f"{config}-{streams}.out"
     done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={out}",
                            sys.executable, "-c", CHILD.format(here=str(HERE)), json.dumps(SETTINGS[config]),
-                           str(warmup), str(streams)],
+                           str(warmup), str(streams), gc],
                           capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=3600)
     if done.returncode != 0:  # say why: the child's own traceback, not just its exit status
         raise RuntimeError(f"{config}, {streams} streams: exit {done.returncode}\n{done.stderr[-3000:]}")
@@ -73,8 +75,8 @@ def counted(config: str, warmup: int, streams: int, tmp: Path) -> dict[str, int]
     return dict(zip(events, map(int, totals)))
 
 
-def per_stream(config: str, warmup: int, streams: int, tmp: Path) -> dict[str, float]:
-    small, large = (counted(config, warmup, n, tmp) for n in (streams, 3 * streams))
+def per_stream(config: str, warmup: int, streams: int, tmp: Path, gc: str = "on") -> dict[str, float]:
+    small, large = (counted(config, warmup, n, tmp, gc) for n in (streams, 3 * streams))
     return {event: (large[event] - small[event]) / (2 * streams) for event in EVENTS}
 
 
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--gc", choices=("on", "off"), default="on",
+                        help="off: the cyclic collector disabled in the child, so that where its collections fall "
+                             "(which moves with every allocation) does not move an A/B of two commits")
     args = parser.parse_args()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(configs) - set(SETTINGS))
@@ -92,9 +97,10 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("instructions.py needs valgrind on PATH (Debian: apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {c: pool.submit(per_stream, c, args.warmup, args.streams, Path(tmp)) for c in configs}
+        futures = {c: pool.submit(per_stream, c, args.warmup, args.streams, Path(tmp), args.gc) for c in configs}
         results = {c: future.result() for c, future in futures.items()}
-    print(f"per 20-event first-party stream, {args.streams} and {3 * args.streams} streams after {args.warmup}:")
+    print(f"per 20-event first-party stream, {args.streams} and {3 * args.streams} streams after {args.warmup}"
+          f"{', cyclic GC off' if args.gc == 'off' else ''}:")
     header = "".join(f"{name:>18}" for name in EVENTS.values())
     print(f"{'configuration':<14}{header}{'instructions over bare':>26}")
     bare = results.get("bare")

@@ -65,8 +65,10 @@ class Pipeline:
         return cls(tracer_provider, MeterProvider(metric_readers=[metrics]), spans, metrics)
 
     def export(self) -> None:
-        """What a periodic exporter does between repetitions (untimed): collect the metrics, drop the spans."""
-        self.metrics.get_metrics_data()
+        """What a periodic exporter does between repetitions (untimed): collect the metrics, drop the spans. No
+        deadline on the collection: under valgrind (instructions.py) it ran past the reader's default 10 s and
+        raised MetricsTimeoutError."""
+        self.metrics.collect(timeout_millis=3_600_000)
         self.spans.clear()
 
 
