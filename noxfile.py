@@ -48,6 +48,10 @@ PARALLEL = ["-n", "3"]
 MIDDLE = "not heavy and not sdk_independent and not boto3 and not sdk_ends"
 SDK_ONLY = "not heavy and not sdk_independent and not boto3"
 EVERYTHING = "not heavy"
+# The later platform clients (Mantle, AWS, Foundry, Google Cloud) speak first-party SSE through the stream classes
+# every other session tests: their matrices run with the newest SDK and with the last before httpx2
+PLATFORM_SDKS = (NEWEST, max((v for v in SDK_VERSIONS if SUPPORT["version_tuple"](v) < (1,)),
+                             key=SUPPORT["version_tuple"]))
 
 
 def _pyenv_pythons() -> None:
@@ -71,7 +75,8 @@ def _install(session: nox.Session, anthropic: str, *extra: str) -> None:
     session.install("-e", ".[test]", f"anthropic[bedrock]=={anthropic}", *old_httpx, *extra)
 
 
-def _suite(session: nox.Session, anthropic: str, marks: str) -> None:
+def _suite(session: nox.Session, anthropic: str, marks: str, platforms: bool = False) -> None:
+    marks = marks if platforms and anthropic in PLATFORM_SDKS else f"{marks} and not platform_clients"
     session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *PARALLEL, "-m", marks, *session.posargs,
                 env={"BEDROCK_OTEL_EXPECT_ANTHROPIC": anthropic, "BEDROCK_OTEL_EXPECT_PYTHON": session.python or ""})
 
@@ -85,13 +90,13 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("anthropic", SDK_VERSIONS)
 def tests(session: nox.Session, anthropic: str) -> None:
-    """The suite on one SDK version. The SDK-behaviour suites run on every version; the sdk_ends tests at both
-    ends of the range; the modules marked sdk_independent (exporters, endpoint, dashboards, fork handling, the
-    benchmark harness: what they test does not change with the SDK) with the newest here, with the oldest on the
-    oldest Python (`pythons`), and at the floors."""
+    """The suite on one SDK version. The SDK-behaviour suites run on every version (the platform clients' with
+    the versions of PLATFORM_SDKS); the sdk_ends tests at both ends of the range; the modules marked sdk_independent
+    (exporters, endpoint, dashboards, fork handling, the benchmark harness: what they test does not change with the
+    SDK) with the newest here, with the oldest on the oldest Python (`pythons`), and at the floors."""
     _install(session, anthropic)
     marks = EVERYTHING if anthropic == NEWEST else SDK_ONLY if anthropic == SDK_VERSIONS[0] else MIDDLE
-    _suite(session, anthropic, marks)
+    _suite(session, anthropic, marks, platforms=True)
 
 
 @nox.session

@@ -36,7 +36,7 @@ def _record_as_worker(pid: int, streams: int) -> None:
     values.ValueClass = values.MultiProcessValue(lambda: pid)
     recorder = PrometheusRecorder(CollectorRegistry())
     for i in range(streams):
-        labels = CallLabels("aws.bedrock", f"global.anthropic.model-{i % 2}", "us-east-1", "global")
+        labels = CallLabels("aws.bedrock", "bedrock", f"global.anthropic.model-{i % 2}", "us-east-1", "global")
         recorder.record(catalog.STREAMS, (*labels.stream_key, "completed"), 1)
         recorder.record(catalog.STREAM_EVENTS, (*labels.stream_key, "content_block_delta"), 3)
         recorder.record(catalog.OPERATION_DURATION, (*labels.stream_key, "chat", ""), 0.5)

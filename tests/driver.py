@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import anthropic
+import pytest
 
 from bedrock_otel.testing import workload
 from bedrock_otel.testing._sdk import (  # noqa: F401 - re-exported for the tests
@@ -15,20 +17,49 @@ from bedrock_otel.testing._sdk import (  # noqa: F401 - re-exported for the test
     HAS_SDK_TRACING,
     SDK,
 )
-from bedrock_otel.testing.workload import APIS, MODES, PROVIDER_NAMES, PROVIDERS, Seen, make_client, model_for
+from bedrock_otel.testing.server import ClientArguments
+from bedrock_otel.testing.workload import (
+    APIS,
+    MODES,
+    PLATFORM_CLIENTS,
+    PLATFORM_NAMES,
+    PROVIDER_NAMES,
+    PROVIDERS,
+    Seen,
+    make_client,
+    model_for,
+)
 
-__all__ = ["APIS", "MODES", "PROVIDERS", "PROVIDER_NAMES", "Seen", "api_available", "drive", "make_client", "model_for"]
+__all__ = ["APIS", "MODES", "PLATFORM_CLIENTS", "PLATFORM_NAMES", "PROVIDERS", "PROVIDER_NAMES", "Seen",
+           "api_available", "client_marks", "clients", "drive", "make_client", "model_for"]
 
 
+class _Nowhere(ClientArguments):
+    url = "http://127.0.0.1:9"  # never called: a client built only to see which APIs it has
+
+
+@functools.cache
 def api_available(api: str, provider: str) -> bool:
     """Whether this SDK version offers `api` on `provider`'s client (e.g. Bedrock beta helpers came late)."""
-    if provider == "bedrock":
-        client: Any = anthropic.AnthropicBedrock(aws_access_key="x", aws_secret_key="y", aws_region="us-east-1")
-    elif provider == "vertex":
-        client = anthropic.AnthropicVertex(region="europe-west1", project_id="p", access_token="t")
-    else:
-        client = anthropic.Anthropic(api_key="x")
-    return workload.api_available(client, api)
+    if provider in PLATFORM_CLIENTS and workload.platform_client_class(provider) is None:
+        return False
+    return workload.api_available(make_client(_Nowhere(), provider, "sync"), api)
+
+
+def client_marks(provider: str) -> list[Any]:
+    """A PLATFORM_CLIENTS client's test marks: `platform_clients` (noxfile.py runs those on the newest SDK and on
+    0.125.0, the last before httpx2) and a skip where this SDK version has no such client."""
+    if provider not in PLATFORM_CLIENTS:
+        return []
+    name, first = PLATFORM_CLIENTS[provider]
+    absent = workload.platform_client_class(provider) is None
+    return [pytest.mark.platform_clients,
+            pytest.mark.skipif(absent, reason=f"anthropic {anthropic.__version__} has no {name} (from {first})")]
+
+
+def clients() -> list[Any]:
+    """Every SDK client as a test parameter: PROVIDERS, then PLATFORM_CLIENTS with their marks."""
+    return [pytest.param(p, id=p, marks=client_marks(p)) for p in (*PROVIDERS, *PLATFORM_CLIENTS)]
 
 
 def drive(server: Any, provider: str, mode: str, api: str, scenario: str, **client_options: Any) -> Seen:

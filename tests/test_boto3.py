@@ -52,7 +52,8 @@ def drive(server: Any, kind: str, scenario: str, **client: Any) -> workload.Seen
 
 
 def match(kind: str) -> dict[str, str]:
-    return {"gen_ai_provider_name": sc.PROVIDER_BEDROCK, "gen_ai_request_model": scenarios.BEDROCK_MODEL,
+    return {"gen_ai_provider_name": sc.PROVIDER_BEDROCK, "anthropic_platform": sc.PLATFORM_BEDROCK,
+            "gen_ai_request_model": scenarios.BEDROCK_MODEL,
             "cloud_region": "us-east-1", "aws_bedrock_inference_profile": "global", "anthropic_stream_api": API[kind]}
 
 

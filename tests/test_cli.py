@@ -141,7 +141,7 @@ def test_run_serves_metrics_of_a_program_that_knows_nothing_of_bedrock_otel(app:
         assert child.wait(timeout=30) == 3  # the program's own exit status
         assert f"metrics at http://127.0.0.1:{port}/metrics" in child.stderr.read()  # type: ignore[union-attr]
     streams = summary.summarize(text_string_to_metric_families(text))["streams by outcome"]
-    assert streams == {"completed": {sc.PROVIDER_BEDROCK: 1.0}, "error": {sc.PROVIDER_BEDROCK: 1.0}}
+    assert streams == {"completed": {sc.PLATFORM_BEDROCK: 1.0}, "error": {sc.PLATFORM_BEDROCK: 1.0}}
 
 
 @SDK_ENDS
@@ -188,9 +188,10 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
     application = shown.pop("application saw")
     assert shown == json.loads(json.dumps(scraped))  # the summary is exactly what /metrics serves
 
-    plan = workload.plan(streams, DEMO_FAULTS, seed=seed, clients=workload.CLIENTS)
+    clients = workload.demo_clients(boto3=True)
+    plan = workload.plan(streams, DEMO_FAULTS, seed=seed, clients=clients)
     planned = Counter(p.scenario for p in plan)
-    assert planned["error_first"] and planned["truncated"] and {p.provider for p in plan} == set(workload.CLIENTS)
+    assert planned["error_first"] and planned["truncated"] and {p.provider for p in plan} == set(clients)
     outcomes: Counter[str] = Counter()
     frames: Counter[str] = Counter()
     rate_limits: Counter[str] = Counter()
@@ -214,8 +215,9 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
     assert totals("rate-limit hits by source") == dict(rate_limits)
     assert totals("HTTP responses by status") == dict(http)
     assert totals("SSE events by type")["ping"] == pings
-    assert set(shown["streams by outcome"]["completed"]) == {"anthropic", "aws.bedrock", "gcp.vertex_ai",
-                                                             "boto3 invoke", "boto3 converse"}  # a column each
+    columns = {workload.PLATFORM_NAMES[c] for c in clients if c not in workload.BOTO3}
+    assert set(shown["streams by outcome"]["completed"]) == {*columns, "boto3 invoke", "boto3 converse"}  # one each
+    assert ("bedrock_mantle" in columns) == (workload.platform_client_class("bedrock_mantle") is not None)
     p50, p95 = shown[summary.TTFC]["total"]["p50"], shown[summary.TTFC]["total"]["p95"]
     assert 0 < p50 <= p95
     table = "".join(printed)  # the printed table shows the same numbers
@@ -239,7 +241,7 @@ def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) ->
                             capture_output=True, text=True, timeout=300, env=child_env())
     assert result.returncode == 0, result.stderr
     shown = json.loads(report.read_text())
-    plan = workload.plan(streams, RETRY_FAULTS, seed=seed, clients=workload.CLIENTS)
+    plan = workload.plan(streams, RETRY_FAULTS, seed=seed, clients=workload.demo_clients(boto3=True))
     planned = Counter(p.scenario for p in plan)
     assert all(planned[name] for name in RETRY_FAULTS)
     once = planned["rate_limited_then_ok"] + planned["throttled_then_ok"]

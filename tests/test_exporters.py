@@ -66,7 +66,8 @@ def test_endpoint_serves_the_metrics_as_text_and_openmetrics(bedrock_otel_server
         content_type, text = scrape(server.url)
         assert content_type.startswith("text/plain; version=0.0.4")
         frames = samples(text, c.ERROR_FRAMES.prometheus_name)
-        key = (("anthropic_stream_api", "messages"), ("anthropic_stream_error_source", "event"),
+        key = (("anthropic_platform", "bedrock"), ("anthropic_stream_api", "messages"),
+               ("anthropic_stream_error_source", "event"),
                ("aws_bedrock_inference_profile", "global"),
                ("cloud_region", "us-east-1"), ("error_type", "rate_limit_error"),
                ("gen_ai_provider_name", "aws.bedrock"), ("gen_ai_request_model", scenarios.BEDROCK_MODEL))

@@ -153,7 +153,7 @@ def test_the_endpoint_serves_natively_with_gzip_and_restricted_scrapes_through_p
 
 def test_a_measurement_that_cannot_be_taken_is_reported_and_the_rest_of_the_batch_is() -> None:
     recorder = PrometheusRecorder(CollectorRegistry())
-    key = ("anthropic", "m", "", "", sc.API_MESSAGES)
+    key = ("anthropic", sc.PLATFORM_FIRST_PARTY, "m", "", "", sc.API_MESSAGES)
     failed = recorder.record_all([(c.STREAMS, (*key, sc.OUTCOME_COMPLETED), 1),
                                   (c.STREAMS, key, 1),  # a label short
                                   (c.OPERATION_DURATION, (*key, sc.OPERATION_CHAT, ""), "soon"),
@@ -169,7 +169,7 @@ def test_a_measurement_that_cannot_be_taken_is_reported_and_the_rest_of_the_batc
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_records_even_if_a_parent_thread_held_the_lock_at_fork() -> None:
     recorder = PrometheusRecorder(CollectorRegistry())
-    key = ("anthropic", "m", "", "", sc.API_MESSAGES, sc.OUTCOME_COMPLETED)
+    key = ("anthropic", sc.PLATFORM_FIRST_PARTY, "m", "", "", sc.API_MESSAGES, sc.OUTCOME_COMPLETED)
     assert recorder.native is not None
     with recorder.native._lock:  # a stream ending in another thread at the moment of fork
         pid = os.fork()

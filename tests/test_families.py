@@ -222,3 +222,24 @@ def test_a_typeless_chunk_is_read_as_the_sdk_decoder_reads_it(bedrock_otel_serve
     malformed = seen[False][0]
     assert [dict(key)["anthropic_stream_malformed_reason"] for key in malformed] == [sc.REASON_MISSING_TYPE]
     assert seen[True] == seen[False]
+
+
+def test_every_client_class_of_the_sdk_has_a_platform_and_the_sdks_own_provider() -> None:
+    """A client class a new SDK adds without a row in the platform table would be recorded as `_OTHER`; on SDKs
+    with their own tracing, the provider is the one it names and the platform the one its tracer scope names."""
+    import anthropic
+    from anthropic._base_client import AsyncAPIClient, SyncAPIClient
+
+    from bedrock_otel.families.sdk import platform_of
+
+    classes = [v for k, v in vars(anthropic).items() if k.startswith(("Anthropic", "AsyncAnthropic"))
+               and isinstance(v, type) and issubclass(v, (SyncAPIClient, AsyncAPIClient))]
+    platforms = {cls: platform_of(object.__new__(cls)) for cls in classes}
+    assert len(classes) >= 4 and all(p.platform in sc.PLATFORMS for p in platforms.values()), platforms
+    for cls, platform in platforms.items():
+        if hasattr(cls, "_gen_ai_provider_name"):
+            assert platform.provider == cls._gen_ai_provider_name, cls
+            own = cls._otel_platform or sc.PLATFORM_FIRST_PARTY
+            assert platform.platform == own or (own, platform.platform) == ("bedrock", "bedrock_mantle"), cls
+    if hasattr(anthropic, "AnthropicGoogleCloud"):  # 0.117.0 and later have all seven, each with its Async twin
+        assert sorted(p.platform for p in platforms.values()) == sorted(sc.PLATFORMS * 2)

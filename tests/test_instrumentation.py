@@ -91,7 +91,8 @@ CHILD = textwrap.dedent("""
                                         messages=[{{"role": "user", "content": "hi"}}]):
             pass
     print("STREAMS", REGISTRY.get_sample_value("{streams}", {{"gen_ai_provider_name": "aws.bedrock",
-          "gen_ai_request_model": "global.anthropic.claude-opus-4-7", "cloud_region": "us-east-1",
+          "anthropic_platform": "bedrock", "gen_ai_request_model": "global.anthropic.claude-opus-4-7",
+          "cloud_region": "us-east-1",
           "aws_bedrock_inference_profile": "global", "anthropic_stream_api": "messages",
           "anthropic_stream_outcome": "completed"}}))
 """)

@@ -7,7 +7,7 @@ from typing import Any
 import anthropic
 import pytest
 from conftest import by_label
-from driver import MODES, PROVIDERS, drive
+from driver import MODES, clients, drive
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
@@ -32,7 +32,7 @@ def _counters(t: CapturedTelemetry) -> dict[str, Any]:
 
 @pytest.mark.parametrize("api", ["create", "helper"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", clients())
 @pytest.mark.parametrize("scenario", sorted(EXPECTED_CLASS))
 def test_in_band_errors_raise_the_matching_class(bedrock_otel_server: Any, provider: str, mode: str, api: str,
                                                  scenario: str) -> None:

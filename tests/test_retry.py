@@ -16,7 +16,19 @@ import anthropic
 import anyio
 import pytest
 from conftest import by_label
-from driver import APIS, MODES, PROVIDER_NAMES, PROVIDERS, api_available, drive, make_client, model_for
+from driver import (
+    APIS,
+    MODES,
+    PLATFORM_CLIENTS,
+    PLATFORM_NAMES,
+    PROVIDER_NAMES,
+    PROVIDERS,
+    api_available,
+    client_marks,
+    drive,
+    make_client,
+    model_for,
+)
 from test_streams import assert_telemetry
 
 from bedrock_otel import semconv as sc
@@ -61,12 +73,16 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def stream_cases() -> list[Any]:
-    return [pytest.param(p, m, a, id=f"{p}-{m}-{a}") for p in PROVIDERS for m in MODES for a in STREAM_APIS
-            if api_available(a, p) and (p != "vertex" or a in ("create", "helper"))]
+    """Every client and way of reading; Vertex and the later platform clients (first-party SSE through the shared
+    stream classes) on their two own APIs."""
+    return [pytest.param(p, m, a, id=f"{p}-{m}-{a}", marks=client_marks(p))
+            for p in (*PROVIDERS, *PLATFORM_CLIENTS) for m in MODES for a in STREAM_APIS
+            if api_available(a, p) and (p in ("first_party", "bedrock") or a in ("create", "helper"))]
 
 
 def match_for(provider: str) -> dict[str, str]:
-    return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "gen_ai_request_model": model_for(provider)}
+    return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "anthropic_platform": PLATFORM_NAMES[provider],
+            "gen_ai_request_model": model_for(provider)}
 
 
 RECOVERING = {  # scenario -> (error type, source, rate-limit source or None, events of the failed attempt)
@@ -99,7 +115,8 @@ def test_recovered_stream_is_a_clean_one(bedrock_otel_server: Any, sleeps: list[
         events[name] = events.get(name, 0) + count
     assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE, **match) == events
     assert by_label(t, c.USAGE_TOKENS, sc.TOKEN_TYPE, **match) == NORMAL_USAGE
-    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"]) \
+    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"],
+                    anthropic_platform=match["anthropic_platform"]) \
         == {"200": 2}  # the real status of both attempts, never an invented one
     assert by_label(t, c.MALFORMED_EVENTS, sc.EVENT_TYPE, **match) == {}
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
@@ -140,7 +157,8 @@ def test_exhausted_retries_raise_the_typed_exception(bedrock_otel_server: Any, s
     assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER, **match) == {}
     assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE, **match) == {(error_type, source): requests}
     assert by_label(t, c.OPERATION_DURATION, sc.ERROR_TYPE, suffix="_count", **match) == {error_type: 1}
-    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"]) \
+    assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, gen_ai_provider_name=match["gen_ai_provider_name"],
+                    anthropic_platform=match["anthropic_platform"]) \
         == {"200": requests}
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
     (span,) = t.spans()

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import pytest
-from driver import MODES, PROVIDERS
+from driver import MODES, PLATFORM_CLIENTS, PROVIDERS, clients, make_client
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.testing import scenarios
@@ -25,7 +25,9 @@ SECRETS = {
     "aws_session_token": "FwoGZXIvYXdzEBEDROCKOTELSESSIONTOKEN0123456789",
     "api_key": "sk-ant-api03-BEDROCKOTELAPIKEY-0123456789abcdef",
 }
-LEAKS = (PROMPT, COMPLETION, *SECRETS.values())
+# what names a tenant (Claude on AWS and Google Cloud send it as a header or in the URL path): never a label
+TENANT = "wrkspc_TENANTBEDROCKOTEL0123"
+LEAKS = (PROMPT, COMPLETION, *SECRETS.values(), TENANT)
 SECRET_SCENARIO = scenarios.Scenario(
     "secret_content", (scenarios.Reply(parts=(scenarios.message_start(), *scenarios.text_block(
         (f"The answer is {COMPLETION}", " and nothing else" * 4, "!")), *scenarios.message_end())),))
@@ -37,6 +39,10 @@ def _client(server: Any, provider: str) -> Any:
     if provider == "bedrock":
         return anthropic.AnthropicBedrock(base_url=server.url, aws_region="us-east-1", **{
             k: SECRETS[k] for k in ("aws_access_key", "aws_secret_key", "aws_session_token")})
+    if provider in PLATFORM_CLIENTS:
+        tenant = {"workspace_id": TENANT} if provider in ("aws", "google_cloud") else {}
+        key = {} if provider == "google_cloud" else {"api_key": SECRETS["api_key"]}
+        return make_client(server, provider, "sync", **key, **tenant)
     return anthropic.Anthropic(base_url=server.url, api_key=SECRETS["api_key"])
 
 
@@ -82,7 +88,7 @@ def _where(found: dict[str, list[str]], needle: str) -> list[str]:
 
 @pytest.mark.parametrize("mode", MODES[:1])
 @pytest.mark.parametrize("api", ("create", "helper"))
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", clients())
 def test_no_content_or_secret_leaves_by_default(bedrock_otel_server: Any, caplog: pytest.LogCaptureFixture,
                                                provider: str, api: str, mode: str) -> None:
     bedrock_otel_server.register(SECRET_SCENARIO)

@@ -7,7 +7,18 @@ from typing import Any
 
 import pytest
 from conftest import by_label
-from driver import APIS, MODES, PROVIDER_NAMES, PROVIDERS, api_available, drive, model_for
+from driver import (
+    APIS,
+    MODES,
+    PLATFORM_CLIENTS,
+    PLATFORM_NAMES,
+    PROVIDER_NAMES,
+    PROVIDERS,
+    api_available,
+    client_marks,
+    drive,
+    model_for,
+)
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
@@ -17,36 +28,40 @@ from bedrock_otel.testing.expectations import expected
 
 CORE = ("normal", "error_first", "error_mid")
 SCENARIOS = [name for name in scenarios.ALL]
-# Vertex shares the first-party SSE decoder and stream classes; what is its own (the client, its URL rewrite to
-# :streamRawPredict, its region) is reached through these two APIs, so it gets every scenario on create only
-VERTEX_APIS = ("create", "helper")
-REGIONS = {"first_party": "", "bedrock": "us-east-1", "vertex": "europe-west1"}
+# Vertex and the later platform clients share the first-party SSE decoder and stream classes; what is their own
+# (the client, its URL, its region, its platform) is reached through these two APIs, so they get every scenario on
+# create and the core ones on the helper
+OWN_CLIENT_APIS = ("create", "helper")
+SSE_PLATFORMS = ("vertex", *PLATFORM_CLIENTS)
+REGIONS = {"first_party": "", "bedrock": "us-east-1", "vertex": "europe-west1", "bedrock_mantle": "us-west-2",
+           "aws": "eu-west-1", "foundry": "", "google_cloud": "us-east5"}
 
 
 def cases() -> list[Any]:
     out = []
-    for provider in PROVIDERS:
+    for provider in (*PROVIDERS, *PLATFORM_CLIENTS):
         for mode in MODES:
             for api in APIS:
-                if not api_available(api, provider) or (provider == "vertex" and api not in VERTEX_APIS):
+                if not api_available(api, provider) or (provider in SSE_PLATFORMS and api not in OWN_CLIENT_APIS):
                     continue
                 for scenario in SCENARIOS:
-                    if api != "create" and (api != "helper" or provider == "vertex") and scenario not in CORE:
+                    if api != "create" and (api != "helper" or provider in SSE_PLATFORMS) and scenario not in CORE:
                         continue
-                    out.append(pytest.param(provider, mode, api, scenario, id=f"{provider}-{mode}-{api}-{scenario}"))
+                    out.append(pytest.param(provider, mode, api, scenario, id=f"{provider}-{mode}-{api}-{scenario}",
+                                            marks=client_marks(provider)))
     return out
 
 
 def assert_telemetry(t: CapturedTelemetry, scenario: str, provider: str) -> None:
     exp = expected(scenario, provider)
-    match = {"gen_ai_provider_name": PROVIDER_NAMES[provider], "gen_ai_request_model": model_for(provider),
-             "cloud_region": REGIONS[provider]}
+    match = {"gen_ai_provider_name": PROVIDER_NAMES[provider], "anthropic_platform": PLATFORM_NAMES[provider],
+             "gen_ai_request_model": model_for(provider), "cloud_region": REGIONS[provider]}
     assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {exp.outcome: 1}
     assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE, **match) == exp.events
     assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE, **match) == exp.error_frames
     assert by_label(t, c.MALFORMED_EVENTS, sc.EVENT_TYPE, sc.MALFORMED_REASON, **match) == exp.malformed
     assert by_label(t, c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE, **match) == exp.rate_limits
-    provider_match = {"gen_ai_provider_name": match["gen_ai_provider_name"]}
+    provider_match = {k: match[k] for k in ("gen_ai_provider_name", "anthropic_platform", "cloud_region")}
     assert by_label(t, c.HTTP_RESPONSES, sc.HTTP_STATUS, **provider_match) == exp.http
     assert by_label(t, c.USAGE_TOKENS, sc.TOKEN_TYPE, **match) == exp.usage
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}  # back to zero
@@ -61,6 +76,7 @@ def assert_telemetry(t: CapturedTelemetry, scenario: str, provider: str) -> None
     assert span.end_time is not None
     assert attributes[sc.OUTCOME] == exp.outcome
     assert attributes[sc.PROVIDER] == match["gen_ai_provider_name"]
+    assert attributes[sc.PLATFORM] == PLATFORM_NAMES[provider]
     assert attributes.get(sc.CLOUD_REGION, "") == REGIONS[provider]
     assert span.name == f"chat {model_for(provider)}"
     assert (span.status.status_code.name == "ERROR") == (exp.outcome == "error")

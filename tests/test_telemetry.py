@@ -22,6 +22,9 @@ DOCS = Path(__file__).parent.parent / "docs" / "telemetry.md"
 MIX = ["normal", "ping", "error_first", "error_mid", "typeless", "http_429_then_ok", "http_529", "truncated",
        "exception_throttlingException", "invalid_json"]
 
+# the stream labels of one first-party call (catalog.STREAM_LABELS' order)
+STREAM_KEY = ("anthropic", sc.PLATFORM_FIRST_PARTY, "claude-opus-4-7", "", "", sc.API_MESSAGES)
+
 
 def test_catalog_matches_the_documented_contract() -> None:
     """docs/telemetry.md is the project's copy of the contract; the catalogue must say the same."""
@@ -293,7 +296,7 @@ def test_histogram_points_are_recorded_at_collection_and_bounded_in_between(monk
     monkeypatch.setattr(otel, "PENDING_LIMIT", 5)
     reader = InMemoryMetricReader()
     recorder = OtelRecorder(MeterProvider(metric_readers=[reader]).get_meter("test"))
-    key = ("anthropic", "claude-opus-4-7", "", "", "chat", "")
+    key = (*STREAM_KEY, "chat", "")
     for _ in range(3):
         recorder.record(c.OPERATION_DURATION, key, 0.5)
     assert len(recorder._pending) == 3
@@ -310,10 +313,10 @@ def test_a_histogram_point_refused_at_collection_is_counted_and_the_rest_still_r
 
     reader = InMemoryMetricReader()
     recorder = OtelRecorder(MeterProvider(metric_readers=[reader]).get_meter("test"))
-    key = ("anthropic", "claude-opus-4-7", "", "", "chat", "")
+    key = (*STREAM_KEY, "chat", "")
     recorder.record(c.OPERATION_DURATION, key, 0.5)
     recorder.record(c.OPERATION_DURATION, key, "not a number")  # type: ignore[arg-type]  # the SDK raises on it
-    recorder.record(c.STREAMS, (*key[:4], sc.OUTCOME_COMPLETED), 1)
+    recorder.record(c.STREAMS, (*STREAM_KEY, sc.OUTCOME_COMPLETED), 1)
     data = reader.get_metrics_data()
     points = {m.name: list(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
               for m in sm.metrics}

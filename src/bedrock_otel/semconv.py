@@ -29,6 +29,7 @@ RETRY_RESULT = "anthropic.stream.retry.result"
 RETRY_ATTEMPT = "anthropic.stream.retry.attempt"
 RETRY_DELAY = "anthropic.stream.retry.delay"
 STREAM_API = "anthropic.stream.api"
+PLATFORM = "anthropic.platform"
 INTERNAL_COMPONENT = "bedrock_otel.component"
 DROPPED_REASON = "bedrock_otel.dropped.reason"
 
@@ -67,6 +68,19 @@ OPERATION_CHAT = "chat"
 PROVIDER_ANTHROPIC = "anthropic"
 PROVIDER_BEDROCK = "aws.bedrock"
 PROVIDER_VERTEX = "gcp.vertex_ai"
+
+# anthropic.platform: which of the SDK's clients (or boto3's bedrock-runtime) made the call. The provider alone
+# cannot tell Claude on AWS, Foundry or Google Cloud from the first-party API (the SDK's own tracing names them all
+# `anthropic`), nor Bedrock's Anthropic-native endpoint (Mantle) from its runtime API.
+PLATFORM_FIRST_PARTY = "first_party"
+PLATFORM_BEDROCK = "bedrock"
+PLATFORM_BEDROCK_MANTLE = "bedrock_mantle"
+PLATFORM_VERTEX = "vertex"
+PLATFORM_AWS = "aws"
+PLATFORM_FOUNDRY = "foundry"
+PLATFORM_GOOGLE_CLOUD = "google_cloud"
+PLATFORMS = (PLATFORM_FIRST_PARTY, PLATFORM_BEDROCK, PLATFORM_BEDROCK_MANTLE, PLATFORM_VERTEX, PLATFORM_AWS,
+             PLATFORM_FOUNDRY, PLATFORM_GOOGLE_CLOUD)
 
 # anthropic.stream.api: which API streamed (the Anthropic SDK's Messages API, or boto3's bedrock-runtime calls)
 API_MESSAGES = "messages"

@@ -145,11 +145,12 @@ def main(args: argparse.Namespace) -> int:
                          "(in use?); choose another with --port (0 picks a free one)\n")
         return 1
     boto3 = _boto3_version()
-    clients = workload.CLIENTS if boto3 else workload.PROVIDERS
+    clients = workload.demo_clients(boto3=bool(boto3))
     plan = workload.plan(args.streams, faults, seed=args.seed, clients=clients)
     through = f"; boto3 {boto3}: invoke_model_with_response_stream, converse_stream" if boto3 else ""
+    mantle = ", Bedrock Mantle" if "bedrock_mantle" in clients else ""
     print(f"bedrock-otel demo: anthropic {anthropic.__version__}, {args.streams} streams "
-          f"(Bedrock, first-party and Vertex, sync and async, create and stream helpers{through}), "
+          f"(Bedrock{mantle}, first-party and Vertex, sync and async, create and stream helpers{through}), "
           f"faults: {', '.join(f'{k}={v:g}' for k, v in faults.items()) or 'none'}")
     print(f"  metrics: {server.url}")
     started = time.monotonic()

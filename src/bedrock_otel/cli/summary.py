@@ -11,10 +11,11 @@ from .. import semconv as sc
 from ..telemetry import catalog as c
 from ..telemetry.catalog import prometheus_label
 
-PROVIDER = prometheus_label(sc.PROVIDER)
+PLATFORM = prometheus_label(sc.PLATFORM)
 API = prometheus_label(sc.STREAM_API)
 TOTAL = "total"
-# boto3's APIs get a column each; the Anthropic SDK's Messages API a column per provider
+# boto3's APIs get a column each; the Anthropic SDK's Messages API a column per platform (Bedrock and Mantle are
+# one provider)
 BOTO3_COLUMNS = {sc.API_INVOKE: "boto3 invoke", sc.API_CONVERSE: "boto3 converse"}
 # section title -> (instrument, the labels that name a row)
 SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
@@ -30,12 +31,12 @@ SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
 TTFC = "time to first chunk (s)"
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
 
-Table = dict[str, dict[str, float]]  # row -> column (provider, or boto3 API) -> value
+Table = dict[str, dict[str, float]]  # row -> column (platform, or boto3 API) -> value
 
 
 def column(labels: dict[str, str]) -> str:
-    """The summary column of a series: its provider for the Messages API, else boto3's API."""
-    return BOTO3_COLUMNS.get(labels.get(API, ""), labels[PROVIDER])
+    """The summary column of a series: its platform for the Messages API, else boto3's API."""
+    return BOTO3_COLUMNS.get(labels.get(API, ""), labels[PLATFORM])
 
 
 def _row(labels: dict[str, str], names: tuple[str, ...]) -> str:
@@ -85,7 +86,7 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 
 def render(summary: dict[str, Any]) -> str:
-    """The summary as aligned text tables, one column per provider (boto3: per API) plus the total."""
+    """The summary as aligned text tables, one column per platform (boto3: per API) plus the total."""
     providers = sorted({p for title in SECTIONS for cells in summary[title].values() for p in cells})
     header = [*providers, TOTAL]
     lines: list[str] = []

@@ -223,7 +223,8 @@ class BotoFamily(Family):
             return None
         model: str = params["modelId"]
         region = classify.region_label(getattr(client.meta, "region_name", None))
-        labels = CallLabels(sc.PROVIDER_BEDROCK, cap_model(model), region, classify.inference_profile(model), found[0])
+        labels = CallLabels(sc.PROVIDER_BEDROCK, sc.PLATFORM_BEDROCK, cap_model(model), region,
+                            classify.inference_profile(model), found[0])
         return labels, True, params
 
     def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The Anthropic SDK family: `Anthropic`, `AnthropicBedrock`, `AnthropicVertex` and their async twins.
+"""The Anthropic SDK family: its seven clients (`Anthropic`, `AnthropicBedrock`, `AnthropicBedrockMantle`,
+`AnthropicVertex`, `AnthropicAWS`, `AnthropicFoundry`, `AnthropicGoogleCloud`) and their async twins.
 
 A call is `SyncAPIClient.request(cast_to, options, *, stream=...)` (its `request` here is `(args, kwargs)`); its
 attempts are httpx(2) responses; its stream is found by the HTTP response it reads (SDKs >= 1.14 iterate a
@@ -8,7 +9,7 @@ on Bedrock also by the decoder, for the frames the decoder drops.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .. import semconv as sc
 from ..observe import classify, replay
@@ -79,18 +80,60 @@ SDK = SdkFamily()
 
 def labels(client: object, options: Any, cap_model: Callable[[str], str]) -> CallLabels:
     """Labels for a call of `client` with `FinalRequestOptions` `options` (read before the SDK rewrites them)."""
-    provider = classify.provider_of(client)
+    platform = platform_of(client)
     body = getattr(options, "json_data", None)
     raw_model = body.get("model") if isinstance(body, dict) else None
     model = cap_model(raw_model) if isinstance(raw_model, str) and raw_model else ""
-    if provider == sc.PROVIDER_VERTEX:
-        # the instance's own value: the class-level `region` is a cached property that raises when unset
-        region = getattr(client, "__dict__", {}).get("region")
-        return CallLabels(provider, model, classify.vertex_region_label(region))
-    if provider != sc.PROVIDER_BEDROCK:
-        return CallLabels(provider, model)
-    profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
-    return CallLabels(provider, model, classify.region_label(getattr(client, "aws_region", None)), profile)
+    if platform.provider != sc.PROVIDER_BEDROCK:
+        profile = ""
+    else:  # AnthropicBedrock and Mantle alike: `global.anthropic.…`, `anthropic.claude-sonnet-4-5` (none)
+        profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
+    region = getattr(client, "__dict__", {}).get(platform.region_attribute) if platform.region_attribute else None
+    return CallLabels(platform.provider, platform.platform, model, platform.region_label(region), profile)
+
+
+class Platform(NamedTuple):
+    """Where a client's calls go: the provider as the SDK's own tracing names it (`_gen_ai_provider_name`), the
+    platform, and the instance attribute holding its region (the instance's own value: Vertex's class-level
+    `region` is a cached property that raises when unset)."""
+
+    provider: str
+    platform: str
+    region_attribute: str = ""
+    region_label: Callable[[object], str] = classify.region_label
+
+
+_VERTEX_REGION = classify.vertex_region_label
+# By class name, the first found along a client's MRO: a user's subclass is its base's platform, and AnthropicAWS
+# (a subclass of Anthropic) is found before Anthropic. Tenants (Foundry's resource, a workspace id) are not read.
+PLATFORMS: dict[str, Platform] = {
+    **dict.fromkeys(("AnthropicBedrockMantle", "AsyncAnthropicBedrockMantle", "BaseMantleClient"),
+                    Platform(sc.PROVIDER_BEDROCK, sc.PLATFORM_BEDROCK_MANTLE, "aws_region")),
+    **dict.fromkeys(("AnthropicBedrock", "AsyncAnthropicBedrock", "BaseBedrockClient"),
+                    Platform(sc.PROVIDER_BEDROCK, sc.PLATFORM_BEDROCK, "aws_region")),
+    **dict.fromkeys(("AnthropicVertex", "AsyncAnthropicVertex", "BaseVertexClient"),
+                    Platform(sc.PROVIDER_VERTEX, sc.PLATFORM_VERTEX, "region", _VERTEX_REGION)),
+    **dict.fromkeys(("AnthropicAWS", "AsyncAnthropicAWS"),
+                    Platform(sc.PROVIDER_ANTHROPIC, sc.PLATFORM_AWS, "aws_region")),
+    **dict.fromkeys(("AnthropicFoundry", "AsyncAnthropicFoundry", "BaseFoundryClient"),
+                    Platform(sc.PROVIDER_ANTHROPIC, sc.PLATFORM_FOUNDRY)),
+    **dict.fromkeys(("AnthropicGoogleCloud", "AsyncAnthropicGoogleCloud", "BaseGoogleCloudClient"),
+                    Platform(sc.PROVIDER_ANTHROPIC, sc.PLATFORM_GOOGLE_CLOUD, "_location", _VERTEX_REGION)),
+    **dict.fromkeys(("Anthropic", "AsyncAnthropic", "SyncAPIClient", "AsyncAPIClient"),
+                    Platform(sc.PROVIDER_ANTHROPIC, sc.PLATFORM_FIRST_PARTY)),
+}
+_UNKNOWN = Platform(sc.OTHER, sc.OTHER)
+_PLATFORM_BY_CLASS: dict[type, Platform] = {}
+
+
+def platform_of(client: object) -> Platform:
+    """The client's platform, from its class hierarchy (cached per class)."""
+    cls = type(client)
+    platform = _PLATFORM_BY_CLASS.get(cls)
+    if platform is None:
+        platform = next((PLATFORMS[k.__name__] for k in cls.__mro__ if k.__name__ in PLATFORMS), _UNKNOWN)
+        _PLATFORM_BY_CLASS[cls] = platform
+    return platform
 
 
 def dropped_frame(sink: StreamSink, decoder: Any, event: Any) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 from .. import semconv as sc
 from ..telemetry import catalog as c
-from .promql import INSTANCE, JOB, MODEL, PROVIDER, REGION, increase, label, quantile, rate, ratio
+from .promql import INSTANCE, JOB, MODEL, PLATFORM, PROVIDER, REGION, increase, label, quantile, rate, ratio
 
-BY_STREAM = (JOB, PROVIDER, REGION, MODEL)
-BY_PROVIDER = (JOB, PROVIDER, REGION)
+BY_STREAM = (JOB, PROVIDER, PLATFORM, REGION, MODEL)
+BY_PROVIDER = (JOB, PROVIDER, PLATFORM, REGION)
 RESOURCE = label(sc.RATE_LIMIT_RESOURCE)
 SOURCE = label(sc.RATE_LIMIT_SOURCE)
 OUTCOME = label(sc.OUTCOME)
@@ -59,12 +59,12 @@ ALERTS: tuple[Alert, ...] = (
           rate(c.RATE_LIMIT_HITS, "5m", BY_STREAM, **{SOURCE: IN_BAND}) + " * 60", ">", 1, "5m", "warning",
           f"In-band rate limiting: {_where(MODEL, REGION)}",
           "{{ $value | humanize }} rate-limit errors per minute arrive inside HTTP 200 streams (rate_limit_error "
-          "events or throttlingException frames) for " + _where(PROVIDER, MODEL, REGION) + ", job {{ $labels.job }}. "
+          "events or throttlingException frames) for " + _where(PLATFORM, MODEL, REGION) + ", job {{ $labels.job }}. "
           "The SDK never raises RateLimitError for these, so back-off code may not run."),
     Alert("BedrockOtelInBandRetriesExhausted",
           increase(c.STREAM_RETRIES, "10m", BY_STREAM, **{RESULT: sc.RETRY_EXHAUSTED}), ">", 3, "5m", "warning",
           f"In-band retries exhausted: {_where(MODEL, REGION)}",
-          "{{ $value | humanize }} calls in the last 10 minutes for " + _where(PROVIDER, MODEL, REGION)
+          "{{ $value | humanize }} calls in the last 10 minutes for " + _where(PLATFORM, MODEL, REGION)
           + " failed with an in-band error after every retry the client allows (job {{ $labels.job }}): retry mode "
           "is no longer absorbing the errors, and the application sees them."),
     Alert("BedrockOtelMalformedStartEvent",
@@ -79,30 +79,30 @@ ALERTS: tuple[Alert, ...] = (
           ratio(rate(c.STREAMS, "5m", BY_STREAM, **{OUTCOME: sc.OUTCOME_ERROR}),
                 rate(c.STREAMS, "5m", BY_STREAM)), ">", 0.05, "10m", "warning",
           f"Streams ending in errors: {_where(MODEL, REGION)}",
-          "{{ $value | humanizePercentage }} of streams for " + _where(PROVIDER, MODEL, REGION)
+          "{{ $value | humanizePercentage }} of streams for " + _where(PLATFORM, MODEL, REGION)
           + " ended with an error over the last 5 minutes (job {{ $labels.job }})."),
     Alert("BedrockOtelStreamsTruncated",
           increase(c.STREAMS, "15m", BY_STREAM, **{OUTCOME: sc.OUTCOME_TRUNCATED}), ">", 2, "0m",
           "warning", f"Truncated streams: {_where(MODEL, REGION)}",
-          "{{ $value | humanize }} streams for " + _where(PROVIDER, MODEL, REGION) + " ended without message_stop "
+          "{{ $value | humanize }} streams for " + _where(PLATFORM, MODEL, REGION) + " ended without message_stop "
           "and without an error in the last 15 minutes: the application may have used partial completions as if "
           "they were whole."),
     Alert("BedrockOtelTimeToFirstChunkSlow",
           quantile(0.95, c.TIME_TO_FIRST_CHUNK, "5m", BY_STREAM), ">", 5, "10m", "warning",
           f"Slow first chunk: {_where(MODEL, REGION)}",
-          "p95 time to first chunk for " + _where(PROVIDER, MODEL, REGION) + " is {{ $value | humanizeDuration }} "
+          "p95 time to first chunk for " + _where(PLATFORM, MODEL, REGION) + " is {{ $value | humanizeDuration }} "
           "(threshold 5s), job {{ $labels.job }}."),
     Alert("BedrockOtelHttp429Burst",
           increase(c.RATE_LIMIT_HITS, "5m", BY_PROVIDER, **{SOURCE: sc.SOURCE_HTTP_429}), ">", 10,
-          "1m", "warning", f"HTTP 429 burst: {_where(PROVIDER, REGION)}",
+          "1m", "warning", f"HTTP 429 burst: {_where(PLATFORM, REGION)}",
           "{{ $value | humanize }} HTTP 429 responses (retried attempts included) in 5 minutes from "
-          + _where(PROVIDER, REGION) + ", job {{ $labels.job }}."),
+          + _where(PLATFORM, REGION) + ", job {{ $labels.job }}."),
     Alert("BedrockOtelRateLimitHeadroomLow",
           f"min by ({', '.join((*BY_PROVIDER, RESOURCE))}) ({c.RATE_LIMIT_REMAINING.prometheus_name} / "
           f"({c.RATE_LIMIT_LIMIT.prometheus_name} > 0))", "<", 0.1, "5m", "warning",
-          f"Rate-limit headroom low: {_where(RESOURCE)} on {_where(PROVIDER)}",
+          f"Rate-limit headroom low: {_where(RESOURCE)} on {_where(PLATFORM)}",
           "Only {{ $value | humanizePercentage }} of the " + _where(RESOURCE) + " rate limit is left on "
-          + _where(PROVIDER, REGION) + " (anthropic-ratelimit-* headers), job {{ $labels.job }}."),
+          + _where(PLATFORM, REGION) + " (anthropic-ratelimit-* headers), job {{ $labels.job }}."),
     Alert("BedrockOtelTelemetryExportFailing",
           increase(c.TELEMETRY_DROPPED, "10m", (JOB, INSTANCE), **{label(sc.DROPPED_REASON): sc.DROPPED_EXPORT_FAILED}),
           ">", 0, "10m", "warning",

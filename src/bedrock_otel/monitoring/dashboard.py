@@ -1,5 +1,6 @@
 """The main Grafana dashboard ("bedrock_otel / Claude streams"), generated: every query is built from the
-catalogue and honours the template variables (data source, job, provider, API, model, region, inference profile)."""
+catalogue and honours the template variables (data source, job, provider, platform, API, model, region,
+inference profile)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from .promql import (
     API,
     JOB,
     MODEL,
+    PLATFORM,
     PROFILE,
-    PROVIDER,
     REGION,
     VARIABLES,
     label,
@@ -74,7 +75,7 @@ def _legend(*labels: str) -> str:
     return " ".join(f"{{{{{name}}}}}" for name in labels)
 
 
-BY_MODEL = (PROVIDER, MODEL)
+BY_MODEL = (PLATFORM, MODEL)
 PER_MINUTE = " * 60"
 
 ROWS: list[tuple[str, list[Panel]]] = [
@@ -115,10 +116,10 @@ ROWS: list[tuple[str, list[Panel]]] = [
     ("Rate limits", [
         series("Rate-limit hits per second by source", "short",
                "http_429 (every attempt, retries included), error_event (in-band rate_limit_error), exception_frame "
-               "(throttlingException).", (rate(c.RATE_LIMIT_HITS, W, (SOURCE, PROVIDER), dashboard=True),
-                                          _legend(PROVIDER, SOURCE)), width=8, stack=True),
+               "(throttlingException).", (rate(c.RATE_LIMIT_HITS, W, (SOURCE, PLATFORM), dashboard=True),
+                                          _legend(PLATFORM, SOURCE)), width=8, stack=True),
         series("HTTP responses per second by status", "reqps", "Every HTTP attempt the SDK made, by status code.",
-               (rate(c.HTTP_RESPONSES, W, (PROVIDER, STATUS), dashboard=True), _legend(PROVIDER, STATUS)), width=8,
+               (rate(c.HTTP_RESPONSES, W, (PLATFORM, STATUS), dashboard=True), _legend(PLATFORM, STATUS)), width=8,
                stack=True),
         series("retry-after (p50, p95)", "s", "retry-after header values on HTTP responses." + EMPTY_UNTIL
                + ": empty while no response carried retry-after (no 429 or 529 in the window).",
@@ -152,17 +153,17 @@ ROWS: list[tuple[str, list[Panel]]] = [
     ("Latency", [
         series("Time to first chunk (p50, p95, p99)", "s", "From the first request attempt to the first "
                "content_block_delta (retries and back-off included)." + EMPTY_UNTIL + ".",
-               *[(quantile(q, c.TIME_TO_FIRST_CHUNK, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
-                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
+               *[(quantile(q, c.TIME_TO_FIRST_CHUNK, W, (PLATFORM,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PLATFORM)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
         series("Time per output chunk (p50, p95, p99)", "s", "Time between consecutive content_block_delta "
                "events (gen_ai.client.operation.time_per_output_chunk): how fast output streams once it started."
                + EMPTY_UNTIL + " (streams with two deltas or more).",
-               *[(quantile(q, c.TIME_PER_OUTPUT_CHUNK, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
-                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
+               *[(quantile(q, c.TIME_PER_OUTPUT_CHUNK, W, (PLATFORM,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PLATFORM)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
         series("Operation duration (p50, p95, p99)", "s", "From the first request attempt to the end of the stream."
                + EMPTY_UNTIL + ".",
-               *[(quantile(q, c.OPERATION_DURATION, W, (PROVIDER,), dashboard=True), f"p{int(q * 100)} "
-                  + _legend(PROVIDER)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
+               *[(quantile(q, c.OPERATION_DURATION, W, (PLATFORM,), dashboard=True), f"p{int(q * 100)} "
+                  + _legend(PLATFORM)) for q in (0.5, 0.95, 0.99)], width=8, zero=False),
     ]),
     ("Tokens", [
         series("Tokens per second by type", "short", "input, output, cache_read, cache_creation from stream usage.",
@@ -176,18 +177,18 @@ ROWS: list[tuple[str, list[Panel]]] = [
         series("Headroom (remaining / limit) by resource", "percentunit",
                "From the last anthropic-ratelimit-*-remaining and -limit headers; low means the next requests will "
                "be rate-limited. Empty while no response carried these headers (Bedrock and Vertex do not send "
-               "them): no value is not full headroom.", (f"min by ({PROVIDER}, {REGION}, {RESOURCE}) "
+               "them): no value is not full headroom.", (f"min by ({PLATFORM}, {REGION}, {RESOURCE}) "
                                     f"({selector(c.RATE_LIMIT_REMAINING, dashboard=True)} / "
                                     f"({selector(c.RATE_LIMIT_LIMIT, dashboard=True)} > 0))",
-                                    _legend(PROVIDER, RESOURCE)), zero=False),
+                                    _legend(PLATFORM, RESOURCE)), zero=False),
         series("Remaining by resource", "short", "The last anthropic-ratelimit-*-remaining header values (empty "
                "while no response carried them).",
-               (f"max by ({PROVIDER}, {REGION}, {RESOURCE}) ({selector(c.RATE_LIMIT_REMAINING, dashboard=True)})",
-                _legend(PROVIDER, RESOURCE)), zero=False),
+               (f"max by ({PLATFORM}, {REGION}, {RESOURCE}) ({selector(c.RATE_LIMIT_REMAINING, dashboard=True)})",
+                _legend(PLATFORM, RESOURCE)), zero=False),
     ]),
     ("By model, API, region and inference profile", [
-        series("Streams per second by model", "reqps", "Every stream, by provider and model.",
-               (rate(c.STREAMS, W, BY_MODEL, dashboard=True), _legend(PROVIDER, MODEL)), width=8),
+        series("Streams per second by model", "reqps", "Every stream, by platform and model.",
+               (rate(c.STREAMS, W, BY_MODEL, dashboard=True), _legend(PLATFORM, MODEL)), width=8),
         series("Streams per second by API", "reqps", "The Anthropic SDK's Messages API (messages) and boto3's "
                "bedrock-runtime calls (invoke_model_with_response_stream, converse_stream), by outcome.",
                (rate(c.STREAMS, W, (API, OUTCOME), dashboard=True), _legend(API, OUTCOME)), width=8),
@@ -196,11 +197,11 @@ ROWS: list[tuple[str, list[Panel]]] = [
                (rate(c.ERROR_FRAMES, W, (API, ERROR_TYPE), dashboard=True), _legend(API, ERROR_TYPE)), width=8),
         series("Streams per second by region and inference profile", "reqps",
                "Bedrock region and cross-region inference profile (global, us, eu, apac; empty off Bedrock).",
-               (rate(c.STREAMS, W, (PROVIDER, REGION, PROFILE), dashboard=True), _legend(PROVIDER, REGION, PROFILE)),
+               (rate(c.STREAMS, W, (PLATFORM, REGION, PROFILE), dashboard=True), _legend(PLATFORM, REGION, PROFILE)),
                width=8),
         series("Rate-limit hits per second by region and inference profile", "short",
                "Which regions and profiles are being rate-limited.",
-               (rate(c.RATE_LIMIT_HITS, W, (PROVIDER, REGION, PROFILE, SOURCE), dashboard=True),
+               (rate(c.RATE_LIMIT_HITS, W, (PLATFORM, REGION, PROFILE, SOURCE), dashboard=True),
                 _legend(REGION, PROFILE, SOURCE)), width=8),
         series("bedrock_otel internal errors per second", "short", "Errors bedrock_otel caught in itself (the "
                "application never sees them); anything above 0 is worth a bug report.",

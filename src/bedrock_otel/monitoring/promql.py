@@ -6,6 +6,7 @@ from .. import semconv as sc
 from ..telemetry.catalog import INTERNAL_ERRORS, Instrument, prometheus_label
 
 PROVIDER = prometheus_label(sc.PROVIDER)
+PLATFORM = prometheus_label(sc.PLATFORM)
 MODEL = prometheus_label(sc.REQUEST_MODEL)
 REGION = prometheus_label(sc.CLOUD_REGION)
 PROFILE = prometheus_label(sc.INFERENCE_PROFILE)
@@ -13,7 +14,8 @@ API = prometheus_label(sc.STREAM_API)
 JOB, INSTANCE = "job", "instance"
 
 # Grafana template variable -> the label it filters (only on instruments that carry the label).
-VARIABLES = {"job": JOB, "provider": PROVIDER, "api": API, "model": MODEL, "region": REGION, "profile": PROFILE}
+VARIABLES = {"job": JOB, "provider": PROVIDER, "platform": PLATFORM, "api": API, "model": MODEL, "region": REGION,
+             "profile": PROFILE}
 
 
 def label(attribute: str) -> str:

@@ -102,30 +102,6 @@ def exception_frame_from_message(text: str) -> tuple[str, str] | None:
 
 # -- clients and labels -----------------------------------------------------------------------------
 
-_PROVIDER_BY_CLASS: dict[type, str] = {}
-
-
-def provider_of(client: object) -> str:
-    """`gen_ai.provider.name` for an SDK client, from its class hierarchy (cached per class)."""
-    cls = type(client)
-    provider = _PROVIDER_BY_CLASS.get(cls)
-    if provider is None:
-        provider = sc.OTHER
-        for klass in cls.__mro__:
-            name = klass.__name__
-            if "Bedrock" in name:
-                provider = sc.PROVIDER_BEDROCK
-            elif "Vertex" in name:
-                provider = sc.PROVIDER_VERTEX
-            elif name in ("Anthropic", "AsyncAnthropic", "SyncAPIClient", "AsyncAPIClient"):
-                provider = sc.PROVIDER_ANTHROPIC
-            else:
-                continue
-            break
-        _PROVIDER_BY_CLASS[cls] = provider
-    return provider
-
-
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 # Google Cloud: `europe-west1`, `us-east5`, `asia-southeast1`, and Vertex's multi-region endpoints
 _GCP_REGION = re.compile(r"^([a-z]+-[a-z]+\d{1,2}|global|us|eu)$")

@@ -28,8 +28,8 @@ RETRY_AFTER_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 # Label sets. "P, M" in the contract: provider and model, plus the Bedrock pair (empty off Bedrock) and the API
 # that streamed. "P" metrics carry the provider and, as an allowed extra label, the region.
-STREAM_LABELS = (sc.PROVIDER, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE, sc.STREAM_API)
-PROVIDER_LABELS = (sc.PROVIDER, sc.CLOUD_REGION)
+STREAM_LABELS = (sc.PROVIDER, sc.PLATFORM, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE, sc.STREAM_API)
+PROVIDER_LABELS = (sc.PROVIDER, sc.PLATFORM, sc.CLOUD_REGION)
 
 
 @dataclass(frozen=True, eq=False)  # identity hash: instruments are dictionary keys on the hot path

@@ -290,6 +290,28 @@ class ClientArguments:
         return {"region_name": region, "endpoint_url": self.url, "aws_access_key_id": "AKIDTEST",
                 "aws_secret_access_key": "secret", **overrides}
 
+    def bedrock_mantle_client_kwargs(self, region: str = "us-west-2", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicBedrockMantle(...)` (Bedrock's Anthropic-native endpoint: first-party
+        SSE under `/anthropic`; an API key, so no SigV4)."""
+        return {"api_key": "bedrock-api-key-test", "aws_region": region, "base_url": f"{self.url}/anthropic",
+                **overrides}
+
+    def aws_client_kwargs(self, region: str = "eu-west-1", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicAWS(...)` (Claude Platform on AWS: first-party SSE, an API key and a
+        workspace id)."""
+        return {"api_key": "sk-ant-test", "aws_region": region, "workspace_id": "wrkspc_test", "base_url": self.url,
+                **overrides}
+
+    def foundry_client_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicFoundry(...)` (Azure AI Foundry: first-party SSE under `/anthropic`)."""
+        return {"api_key": "foundry-key-test", "base_url": f"{self.url}/anthropic", **overrides}
+
+    def google_cloud_client_kwargs(self, location: str = "us-east5", **overrides: Any) -> dict[str, Any]:
+        """Arguments for `anthropic.AnthropicGoogleCloud(...)` (Claude on Google Cloud: first-party SSE; no Google
+        credentials are looked up)."""
+        return {"project": "bedrock-otel-test", "location": location, "workspace_id": "ws-test", "skip_auth": True,
+                "base_url": self.url, **overrides}
+
     def vertex_client_kwargs(self, region: str = "europe-west1", **overrides: Any) -> dict[str, Any]:
         """Arguments for `anthropic.AnthropicVertex(...)` / `AsyncAnthropicVertex(...)` (a fixed access token: no
         Google credentials are looked up). The server answers `:streamRawPredict` / `:rawPredict` with SSE."""

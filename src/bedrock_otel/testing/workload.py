@@ -26,13 +26,22 @@ from . import scenarios
 from .server import SCENARIO_HEADER, STREAM_HEADER, ClientArguments
 
 PROVIDERS = ("first_party", "bedrock", "vertex")  # Anthropic, AnthropicBedrock, AnthropicVertex (and the Async ones)
+# The SDK's later platform clients (and their Async twins), all first-party SSE: `(sync class, first version)`
+PLATFORM_CLIENTS = {"bedrock_mantle": ("AnthropicBedrockMantle", "0.91.0"), "aws": ("AnthropicAWS", "0.88.0"),
+                    "foundry": ("AnthropicFoundry", "0.74.0"), "google_cloud": ("AnthropicGoogleCloud", "0.117.0")}
 # boto3's bedrock-runtime client: invoke_model_with_response_stream, converse_stream (sync: boto3 has no async)
 BOTO3 = ("boto3_invoke", "boto3_converse")
 CLIENTS = (*PROVIDERS, *BOTO3)
-# the gen_ai.provider.name each of them is recorded under, and the anthropic.stream.api
+# the gen_ai.provider.name and anthropic.platform each of them is recorded under, and the anthropic.stream.api
 PROVIDER_NAMES = {"first_party": sc.PROVIDER_ANTHROPIC, "bedrock": sc.PROVIDER_BEDROCK, "vertex": sc.PROVIDER_VERTEX,
+                  "bedrock_mantle": sc.PROVIDER_BEDROCK, "aws": sc.PROVIDER_ANTHROPIC,
+                  "foundry": sc.PROVIDER_ANTHROPIC, "google_cloud": sc.PROVIDER_ANTHROPIC,
                   "boto3_invoke": sc.PROVIDER_BEDROCK, "boto3_converse": sc.PROVIDER_BEDROCK}
-STREAM_APIS = {**dict.fromkeys(PROVIDERS, sc.API_MESSAGES), "boto3_invoke": sc.API_INVOKE,
+PLATFORM_NAMES = {"first_party": sc.PLATFORM_FIRST_PARTY, "bedrock": sc.PLATFORM_BEDROCK,
+                  "vertex": sc.PLATFORM_VERTEX, "bedrock_mantle": sc.PLATFORM_BEDROCK_MANTLE, "aws": sc.PLATFORM_AWS,
+                  "foundry": sc.PLATFORM_FOUNDRY, "google_cloud": sc.PLATFORM_GOOGLE_CLOUD,
+                  "boto3_invoke": sc.PLATFORM_BEDROCK, "boto3_converse": sc.PLATFORM_BEDROCK}
+STREAM_APIS = {**dict.fromkeys((*PROVIDERS, *PLATFORM_CLIENTS), sc.API_MESSAGES), "boto3_invoke": sc.API_INVOKE,
                "boto3_converse": sc.API_CONVERSE}
 BOTO3_RETRY_MODES = ("legacy", "standard", "adaptive")
 MODES = ("sync", "async")
@@ -74,6 +83,7 @@ class Planned:
 
 
 def make_client(server: ClientArguments, provider: str, mode: str, **options: Any) -> Any:
+    """`provider`'s client (a name of PROVIDERS or PLATFORM_CLIENTS), sync or async, pointed at `server`."""
     import anthropic
 
     if provider == "bedrock":
@@ -82,12 +92,35 @@ def make_client(server: ClientArguments, provider: str, mode: str, **options: An
     if provider == "vertex":
         cls = anthropic.AsyncAnthropicVertex if mode == "async" else anthropic.AnthropicVertex
         return cls(**server.vertex_client_kwargs(**options))
+    if provider in PLATFORM_CLIENTS:
+        cls = platform_client_class(provider, mode)
+        if cls is None:
+            raise ValueError(f"anthropic {anthropic.__version__} has no {PLATFORM_CLIENTS[provider][0]} "
+                             f"(from {PLATFORM_CLIENTS[provider][1]})")
+        return cls(**getattr(server, f"{provider}_client_kwargs")(**options))
     cls = anthropic.AsyncAnthropic if mode == "async" else anthropic.Anthropic
     return cls(**server.anthropic_client_kwargs(**options))
 
 
+def platform_client_class(provider: str, mode: str = "sync") -> Any:
+    """The installed SDK's class for a PLATFORM_CLIENTS name, or None if this version has none."""
+    import anthropic
+
+    name = PLATFORM_CLIENTS[provider][0]
+    return getattr(anthropic, f"Async{name}" if mode == "async" else name, None)
+
+
+def demo_clients(boto3: bool) -> tuple[str, ...]:
+    """What the demo drives: PROVIDERS, Bedrock's Anthropic-native endpoint (Mantle) beside Bedrock where this SDK
+    has it (0.91.0 and later), and boto3's two stream calls if boto3 is installed."""
+    mantle = ("bedrock_mantle",) if platform_client_class("bedrock_mantle") is not None else ()
+    return (*PROVIDERS, *mantle, *(BOTO3 if boto3 else ()))
+
+
 def model_for(provider: str) -> str:
-    return scenarios.BEDROCK_MODEL if provider == "bedrock" or provider in BOTO3 else scenarios.MODEL
+    """Bedrock's model ids (an inference profile's) on Bedrock, Mantle and boto3; first-party ids elsewhere."""
+    bedrock = provider in ("bedrock", "bedrock_mantle") or provider in BOTO3
+    return scenarios.BEDROCK_MODEL if bedrock else scenarios.MODEL
 
 
 # -- boto3 --------------------------------------------------------------------------------------------------
@@ -278,8 +311,9 @@ def run(server: ClientArguments, streams: list[Planned], concurrency: int = 8,
                 progress(sum(results.values()))
 
     sync = [p for p in streams if p.mode == "sync"]
+    kinds = sorted({p.provider for p in streams if p.provider not in BOTO3})
     # a generous connect timeout: hundreds of connects at once on a busy machine outlast the SDK's 5 s default
-    clients = {provider: make_client(server, provider, "sync", timeout=CLIENT_TIMEOUT_S) for provider in PROVIDERS}
+    clients = {provider: make_client(server, provider, "sync", timeout=CLIENT_TIMEOUT_S) for provider in kinds}
     if any(p.provider in BOTO3 for p in streams):
         boto3_client = make_boto3_client(server, max_pool_connections=concurrency)
         clients.update(dict.fromkeys(BOTO3, boto3_client))
@@ -291,8 +325,7 @@ def run(server: ClientArguments, streams: list[Planned], concurrency: int = 8,
             done(consume(clients[p.provider], p.provider, p.api, p.scenario, p.stream_id))
 
     async def run_async() -> None:
-        aclients = {provider: make_client(server, provider, "async", timeout=CLIENT_TIMEOUT_S)
-                    for provider in PROVIDERS}
+        aclients = {provider: make_client(server, provider, "async", timeout=CLIENT_TIMEOUT_S) for provider in kinds}
         gate = asyncio.Semaphore(tasks or concurrency)
 
         async def aone(p: Planned) -> None:
