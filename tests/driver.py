@@ -30,8 +30,8 @@ from bedrock_otel.testing.workload import (
     model_for,
 )
 
-__all__ = ["APIS", "MODES", "PLATFORM_CLIENTS", "PLATFORM_NAMES", "PROVIDERS", "PROVIDER_NAMES", "Seen",
-           "api_available", "client_marks", "clients", "drive", "make_client", "model_for"]
+__all__ = ["ALL_CLIENTS", "APIS", "MODES", "PLATFORM_CLIENTS", "PLATFORM_NAMES", "PROVIDERS", "PROVIDER_NAMES",
+           "Seen", "api_available", "call_labels", "client_marks", "clients", "drive", "make_client", "model_for"]
 
 
 class _Nowhere(ClientArguments):
@@ -57,9 +57,18 @@ def client_marks(provider: str) -> list[Any]:
             pytest.mark.skipif(absent, reason=f"anthropic {anthropic.__version__} has no {name} (from {first})")]
 
 
+ALL_CLIENTS = (*PROVIDERS, *PLATFORM_CLIENTS)
+
+
+def call_labels(provider: str) -> dict[str, str]:
+    """The Prometheus labels every series of a stream of `provider`'s client carries: provider, platform, model."""
+    return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "anthropic_platform": PLATFORM_NAMES[provider],
+            "gen_ai_request_model": model_for(provider)}
+
+
 def clients() -> list[Any]:
     """Every SDK client as a test parameter: PROVIDERS, then PLATFORM_CLIENTS with their marks."""
-    return [pytest.param(p, id=p, marks=client_marks(p)) for p in (*PROVIDERS, *PLATFORM_CLIENTS)]
+    return [pytest.param(p, id=p, marks=client_marks(p)) for p in ALL_CLIENTS]
 
 
 def drive(server: Any, provider: str, mode: str, api: str, scenario: str, **client_options: Any) -> Seen:

@@ -16,19 +16,7 @@ import anthropic
 import anyio
 import pytest
 from conftest import by_label
-from driver import (
-    APIS,
-    MODES,
-    PLATFORM_CLIENTS,
-    PLATFORM_NAMES,
-    PROVIDER_NAMES,
-    PROVIDERS,
-    api_available,
-    client_marks,
-    drive,
-    make_client,
-    model_for,
-)
+from driver import ALL_CLIENTS, APIS, MODES, PROVIDERS, api_available, call_labels, client_marks, drive, make_client
 from test_streams import assert_telemetry
 
 from bedrock_otel import semconv as sc
@@ -76,13 +64,8 @@ def stream_cases() -> list[Any]:
     """Every client and way of reading; Vertex and the later platform clients (first-party SSE through the shared
     stream classes) on their two own APIs."""
     return [pytest.param(p, m, a, id=f"{p}-{m}-{a}", marks=client_marks(p))
-            for p in (*PROVIDERS, *PLATFORM_CLIENTS) for m in MODES for a in STREAM_APIS
+            for p in ALL_CLIENTS for m in MODES for a in STREAM_APIS
             if api_available(a, p) and (p in ("first_party", "bedrock") or a in ("create", "helper"))]
-
-
-def match_for(provider: str) -> dict[str, str]:
-    return {"gen_ai_provider_name": PROVIDER_NAMES[provider], "anthropic_platform": PLATFORM_NAMES[provider],
-            "gen_ai_request_model": model_for(provider)}
 
 
 RECOVERING = {  # scenario -> (error type, source, rate-limit source or None, events of the failed attempt)
@@ -104,7 +87,7 @@ def test_recovered_stream_is_a_clean_one(bedrock_otel_server: Any, sleeps: list[
     assert len(sleeps) == 1 and FIRST_BACKOFF[0] <= sleeps[0] <= FIRST_BACKOFF[1]  # the SDK's own backoff
 
     error_type, source, rate_source, failed_events = RECOVERING[scenario]
-    match = match_for(provider)
+    match = call_labels(provider)
     assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {"completed": 1}
     assert by_label(t, c.STREAMS_RECOVERED, sc.PROVIDER, **match) == {match["gen_ai_provider_name"]: 1}
     assert by_label(t, c.STREAM_RETRIES, sc.ERROR_TYPE, sc.RETRY_RESULT, **match) == {(error_type, "retried"): 1}
@@ -148,7 +131,7 @@ def test_exhausted_retries_raise_the_typed_exception(bedrock_otel_server: Any, s
     assert len(bedrock_otel_server.requests) == requests
     assert sleeps == delays
 
-    match = match_for(provider)
+    match = call_labels(provider)
     source = "exception_frame" if error_type == "throttlingException" else "event"
     retried = {(error_type, "retried"): requests - 1} if requests > 1 else {}
     assert by_label(t, c.STREAM_RETRIES, sc.ERROR_TYPE, sc.RETRY_RESULT, **match) \

@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 from conftest import by_label
 from driver import (
+    ALL_CLIENTS,
     APIS,
     MODES,
     PLATFORM_CLIENTS,
-    PLATFORM_NAMES,
-    PROVIDER_NAMES,
-    PROVIDERS,
     api_available,
+    call_labels,
     client_marks,
     drive,
     model_for,
@@ -39,7 +38,7 @@ REGIONS = {"first_party": "", "bedrock": "us-east-1", "vertex": "europe-west1", 
 
 def cases() -> list[Any]:
     out = []
-    for provider in (*PROVIDERS, *PLATFORM_CLIENTS):
+    for provider in ALL_CLIENTS:
         for mode in MODES:
             for api in APIS:
                 if not api_available(api, provider) or (provider in SSE_PLATFORMS and api not in OWN_CLIENT_APIS):
@@ -54,8 +53,7 @@ def cases() -> list[Any]:
 
 def assert_telemetry(t: CapturedTelemetry, scenario: str, provider: str) -> None:
     exp = expected(scenario, provider)
-    match = {"gen_ai_provider_name": PROVIDER_NAMES[provider], "anthropic_platform": PLATFORM_NAMES[provider],
-             "gen_ai_request_model": model_for(provider), "cloud_region": REGIONS[provider]}
+    match = {**call_labels(provider), "cloud_region": REGIONS[provider]}
     assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {exp.outcome: 1}
     assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE, **match) == exp.events
     assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, sc.ERROR_SOURCE, **match) == exp.error_frames
@@ -76,7 +74,7 @@ def assert_telemetry(t: CapturedTelemetry, scenario: str, provider: str) -> None
     assert span.end_time is not None
     assert attributes[sc.OUTCOME] == exp.outcome
     assert attributes[sc.PROVIDER] == match["gen_ai_provider_name"]
-    assert attributes[sc.PLATFORM] == PLATFORM_NAMES[provider]
+    assert attributes[sc.PLATFORM] == match["anthropic_platform"]
     assert attributes.get(sc.CLOUD_REGION, "") == REGIONS[provider]
     assert span.name == f"chat {model_for(provider)}"
     assert (span.status.status_code.name == "ERROR") == (exp.outcome == "error")
