@@ -146,9 +146,13 @@ def newest(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def heavy(session: nox.Session) -> None:
-    """Scale tests (10,000-model cardinality, the soak in a reduced size) once, on the newest SDK."""
+    """Scale tests (10,000-model cardinality, the soak in a reduced size) and the benchmarks' smoke tests once, on
+    the newest SDK: two at a time (each is one busy process, and what they assert is counted, not timed), with
+    their durations printed. `python -m nox -s heavy -- -n 0` runs them one by one and shows the figures they
+    print."""
     _install(session, NEWEST)
-    session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:randomly", "-m", "heavy", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:randomly", "-n", "2", "--durations", "10", "-m",
+                "heavy", *session.posargs)
 
 
 # What the SDK's own test suite needs (its dev dependencies, as far as the tests run by tests/sdk_suite.py go)
