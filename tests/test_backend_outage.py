@@ -18,7 +18,7 @@ from procs import child_env
 from bedrock_otel.config import Settings
 from bedrock_otel.testing.broken_backend import MODES, BrokenOtlpBackend
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 CLI = str(Path(sys.executable).parent / "bedrock-otel")
 # The program: five streams, 0.7 s of its own work, nothing about telemetry in it; its last line prints

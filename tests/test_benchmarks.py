@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 ROOT = Path(__file__).parent.parent
 OURS = {"bedrock_otel", "bedrock_otel metrics-only", "bedrock_otel spans-only"}

@@ -25,7 +25,7 @@ from bedrock_otel.testing import LoopbackServer, workload
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.prometheus import PrometheusServer, host_port
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 ROOT = TESTS.parent
 OUT = ROOT / "dashboards"

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 import bedrock_otel
 from bedrock_otel.exporters import prometheus as endpoint
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 
 @pytest.fixture()

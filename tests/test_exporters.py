@@ -28,7 +28,7 @@ from bedrock_otel.testing import scenarios
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 EXAMPLES = TESTS.parent / "examples"
 

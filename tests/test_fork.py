@@ -26,7 +26,7 @@ from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.otlp import OtlpReceiver, attributes_of
 from bedrock_otel.testing.workload import make_client, request_for
 
-pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the newest SDK, the oldest on the oldest Python, floors
+pytestmark = pytest.mark.sdk_independent  # see noxfile.py: the two ends of the Python range, and the floors
 
 PREFORK_APP = """
 import gc, json, os, sys

@@ -25,10 +25,10 @@ def version_tuple(version: str) -> tuple[int, ...]:
 # The anthropic SDK versions every test session runs against (on the default Python), oldest to newest: the
 # support range's landmarks, where the SDK's streaming changed: the #1472 decoder fix (0.110), the httpx2 switch
 # (1.0), the lazy copy()-based stream iterator and built-in tracing (1.14), 2.0, and the newest releases (2.16:
-# `_make_sse_decoder(options)`, session-event streams on Bedrock; 2.15.0, which changed no streaming file since
-# 2.14.0, runs the middle sessions' share like the other versions between the landmarks).
+# `_make_sse_decoder(options)`, session-event streams on Bedrock; 2.15.0 before it, whose streaming files are
+# 2.14.0's, the newest of the previous round).
 TESTED_ANTHROPIC = ("0.25.9", "0.49.0", "0.97.0", "0.109.2", "0.110.0", "0.125.0", "1.0.0", "1.13.0", "1.14.0",
-                    "2.0.0", "2.14.0", "2.15.0", "2.16.0")
+                    "2.0.0", "2.15.0", "2.16.0")
 NEWEST_TESTED_ANTHROPIC = TESTED_ANTHROPIC[-1]
 
 DEFAULT_PYTHON = "3.11"
