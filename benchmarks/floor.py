@@ -27,7 +27,7 @@ from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
 
 START_ATTRIBUTES = {sc.OPERATION_NAME: sc.OPERATION_CHAT, sc.PROVIDER: sc.PROVIDER_ANTHROPIC,
-                    sc.REQUEST_MODEL: "claude-opus-4-7", sc.REQUEST_STREAM: True}
+                    sc.PLATFORM: sc.PLATFORM_FIRST_PARTY, sc.REQUEST_MODEL: "claude-opus-4-7", sc.REQUEST_STREAM: True}
 END_ATTRIBUTES = {sc.OUTCOME: sc.OUTCOME_COMPLETED, sc.RESPONSE_ID: "msg_01", sc.RESPONSE_MODEL: "claude-opus-4-7",
                   sc.FINISH_REASONS: ["end_turn"], sc.REQUEST_ID: "req_01", sc.USAGE_INPUT: 17, sc.USAGE_OUTPUT: 7,
                   sc.USAGE_CACHE_READ: 3, sc.USAGE_CACHE_CREATION: 2, sc.TIME_TO_FIRST_CHUNK: 0.01,

@@ -139,9 +139,11 @@ PAIRED = (sc.ERROR_TYPE, sc.ERROR_SOURCE)
 def _stream_keys(models: int) -> list[dict[str, str]]:
     keys = []
     for i in range(models):
-        keys.append({sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.REQUEST_MODEL: f"claude-model-{i}",
+        keys.append({sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.PLATFORM: sc.PLATFORM_FIRST_PARTY,
+                     sc.REQUEST_MODEL: f"claude-model-{i}",
                      sc.CLOUD_REGION: "", sc.INFERENCE_PROFILE: "", sc.STREAM_API: sc.API_MESSAGES})
-        keys.append({sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
+        keys.append({sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.PLATFORM: sc.PLATFORM_BEDROCK,
+                     sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
                      sc.CLOUD_REGION: "us-east-1", sc.INFERENCE_PROFILE: "global",
                      sc.STREAM_API: sc.API_MESSAGES})
     return keys
@@ -157,9 +159,11 @@ NOT_SEEN = (c.MALFORMED_EVENTS, c.STREAM_RETRIES, c.STREAMS_RECOVERED)
 
 
 def _realistic_keys() -> list[dict[str, str]]:
-    keys = [{sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.REQUEST_MODEL: f"claude-model-{i}", sc.CLOUD_REGION: "",
+    keys = [{sc.PROVIDER: sc.PROVIDER_ANTHROPIC, sc.PLATFORM: sc.PLATFORM_FIRST_PARTY,
+             sc.REQUEST_MODEL: f"claude-model-{i}", sc.CLOUD_REGION: "",
              sc.INFERENCE_PROFILE: "", sc.STREAM_API: sc.API_MESSAGES} for i in range(10)]
-    keys += [{sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
+    keys += [{sc.PROVIDER: sc.PROVIDER_BEDROCK, sc.PLATFORM: sc.PLATFORM_BEDROCK,
+              sc.REQUEST_MODEL: f"global.anthropic.claude-model-{i}",
               sc.CLOUD_REGION: region, sc.INFERENCE_PROFILE: "global", sc.STREAM_API: sc.API_MESSAGES}
              for i in range(10) for region in REGIONS]
     return keys
