@@ -6,7 +6,6 @@ import asyncio
 import functools
 from typing import Any
 
-import anthropic
 import pytest
 
 from bedrock_otel.testing import workload
@@ -41,7 +40,7 @@ class _Nowhere(ClientArguments):
 @functools.cache
 def api_available(api: str, provider: str) -> bool:
     """Whether this SDK version offers `api` on `provider`'s client (e.g. Bedrock beta helpers came late)."""
-    if provider in PLATFORM_CLIENTS and workload.platform_client_class(provider) is None:
+    if workload.missing_client(provider):
         return False
     return workload.api_available(make_client(_Nowhere(), provider, "sync"), api)
 
@@ -51,10 +50,8 @@ def client_marks(provider: str) -> list[Any]:
     0.125.0, the last before httpx2) and a skip where this SDK version has no such client."""
     if provider not in PLATFORM_CLIENTS:
         return []
-    name, first = PLATFORM_CLIENTS[provider]
-    absent = workload.platform_client_class(provider) is None
-    return [pytest.mark.platform_clients,
-            pytest.mark.skipif(absent, reason=f"anthropic {anthropic.__version__} has no {name} (from {first})")]
+    missing = workload.missing_client(provider)
+    return [pytest.mark.platform_clients, pytest.mark.skipif(bool(missing), reason=missing or "")]
 
 
 ALL_CLIENTS = (*PROVIDERS, *PLATFORM_CLIENTS)

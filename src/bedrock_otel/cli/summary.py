@@ -87,14 +87,14 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 def render(summary: dict[str, Any]) -> str:
     """The summary as aligned text tables, one column per platform (boto3: per API) plus the total."""
-    providers = sorted({p for title in SECTIONS for cells in summary[title].values() for p in cells})
-    header = [*providers, TOTAL]
+    columns = sorted({p for title in SECTIONS for cells in summary[title].values() for p in cells})
+    header = [*columns, TOTAL]
     lines: list[str] = []
     for title in SECTIONS:
         lines.append(f"{title:<44}" + "".join(f"{h:>16}" for h in header))
         rows = summary[title] or {"(none)": {}}
         for row, cells in rows.items():
-            values = [cells.get(p, 0) for p in providers]
+            values = [cells.get(p, 0) for p in columns]
             lines.append(f"  {row:<42}" + "".join(f"{v:>16,.0f}" for v in [*values, sum(values)]))
         lines.append("")
     lines.append(f"{TTFC:<44}" + "".join(f"{h:>16}" for h in header))

@@ -93,11 +93,10 @@ def make_client(server: ClientArguments, provider: str, mode: str, **options: An
         cls = anthropic.AsyncAnthropicVertex if mode == "async" else anthropic.AnthropicVertex
         return cls(**server.vertex_client_kwargs(**options))
     if provider in PLATFORM_CLIENTS:
-        cls = platform_client_class(provider, mode)
-        if cls is None:
-            raise ValueError(f"anthropic {anthropic.__version__} has no {PLATFORM_CLIENTS[provider][0]} "
-                             f"(from {PLATFORM_CLIENTS[provider][1]})")
-        return cls(**getattr(server, f"{provider}_client_kwargs")(**options))
+        missing = missing_client(provider)
+        if missing:
+            raise ValueError(missing)
+        return platform_client_class(provider, mode)(**getattr(server, f"{provider}_client_kwargs")(**options))
     cls = anthropic.AsyncAnthropic if mode == "async" else anthropic.Anthropic
     return cls(**server.anthropic_client_kwargs(**options))
 
@@ -110,10 +109,20 @@ def platform_client_class(provider: str, mode: str = "sync") -> Any:
     return getattr(anthropic, f"Async{name}" if mode == "async" else name, None)
 
 
+def missing_client(provider: str) -> str | None:
+    """Why this SDK version cannot build `provider`'s client (a PLATFORM_CLIENTS name it predates), else None."""
+    if provider not in PLATFORM_CLIENTS or platform_client_class(provider) is not None:
+        return None
+    import anthropic
+
+    name, first = PLATFORM_CLIENTS[provider]
+    return f"anthropic {anthropic.__version__} has no {name} (from {first})"
+
+
 def demo_clients(boto3: bool) -> tuple[str, ...]:
     """What the demo drives: PROVIDERS, Bedrock's Anthropic-native endpoint (Mantle) beside Bedrock where this SDK
     has it (0.91.0 and later), and boto3's two stream calls if boto3 is installed."""
-    mantle = ("bedrock_mantle",) if platform_client_class("bedrock_mantle") is not None else ()
+    mantle = () if missing_client("bedrock_mantle") else ("bedrock_mantle",)
     return (*PROVIDERS, *mantle, *(BOTO3 if boto3 else ()))
 
 
