@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -113,7 +112,7 @@ class Runtime:
             span = None
             if self.tracer is not None:
                 span = open_span(self.tracer, labels, self.settings, family.span_attributes(client, request),
-                                 partial(family.request_messages, request))
+                                 family.request_messages(request) if self.capture_content else None)
             observer = self._observer(family, labels, identity, span, started)
             token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
             return ActiveCall(self.end_call, observer, token)
@@ -142,13 +141,12 @@ class Runtime:
     # -- HTTP attempts --------------------------------------------------------------------------------------
 
     def attempt_starting(self, ctx: CallContext) -> None:
-        """The client sends an attempt. After one whose in-band error was handed over as an HTTP error (retry
-        mode), that error was retried."""
-        if ctx.pending_retry is not None:
-            try:
-                ctx.retrying()  # type: ignore[attr-defined]  # only observers have pending retries
-            except Exception:
-                self.internal_error("retry.read_ahead")
+        """The client sends an attempt after one whose in-band error was handed over as an HTTP error (retry
+        mode, `ctx.pending_retry`, which the attempt hooks check): that error was retried."""
+        try:
+            ctx.retrying()  # type: ignore[attr-defined]  # only observers have pending retries
+        except Exception:
+            self.internal_error("retry.read_ahead")
 
     def attempt_answered(self, ctx: CallContext, response: Any) -> Any:
         """One attempt's response: recorded; the response the client gets (retry mode may read ahead)."""
@@ -230,7 +228,7 @@ class Runtime:
             return  # nothing records (hooks only)
         summary = observer.summary(outcome, duration_ns)
         if self.recorders:  # one batch per recorder
-            batch = list(measurements.in_flight(observer.labels, -1))
+            batch = measurements.in_flight(observer.labels, -1)
             if ACTIVE is self:
                 batch += measurements.of_stream(summary)
             self.record(batch)

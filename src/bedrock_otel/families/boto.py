@@ -232,8 +232,9 @@ class BotoFamily(Family):
         parsed: it is the application's JSON, possibly large, and parsing it would cost per call)."""
         operation, params = request
         config = params.get("inferenceConfig") if OPERATIONS[operation][0] == sc.API_CONVERSE else None
-        return {**server_of_url(getattr(client.meta, "endpoint_url", None)),
-                **numeric_parameters(config, sc.CONVERSE_REQUEST_PARAMETERS)}
+        attributes = server_of_url(getattr(client.meta, "endpoint_url", None))
+        attributes.update(numeric_parameters(config, sc.CONVERSE_REQUEST_PARAMETERS))
+        return attributes
 
     def request_messages(self, request: Any) -> Any:
         operation, params = request

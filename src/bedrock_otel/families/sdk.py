@@ -35,8 +35,10 @@ class SdkFamily(Family):
 
     def span_attributes(self, client: Any, request: Any) -> dict[str, Any]:
         url = getattr(client, "base_url", None)
-        return {**server_attributes(getattr(url, "host", None), getattr(url, "port", None), getattr(url, "scheme", "")),
-                **numeric_parameters(_body(request), sc.REQUEST_PARAMETERS)}
+        attributes = server_attributes(getattr(url, "host", None), getattr(url, "port", None),
+                                       getattr(url, "scheme", ""))
+        attributes.update(numeric_parameters(_body(request), sc.REQUEST_PARAMETERS))
+        return attributes
 
     def request_messages(self, request: Any) -> Any:
         body = _body(request)
@@ -80,7 +82,7 @@ SDK = SdkFamily()
 
 def labels(client: object, options: Any, cap_model: Callable[[str], str]) -> CallLabels:
     """Labels for a call of `client` with `FinalRequestOptions` `options` (read before the SDK rewrites them)."""
-    platform = platform_of(client)
+    platform = _PLATFORM_BY_CLASS.get(type(client)) or platform_of(client)
     body = getattr(options, "json_data", None)
     raw_model = body.get("model") if isinstance(body, dict) else None
     model = cap_model(raw_model) if isinstance(raw_model, str) and raw_model else ""
@@ -88,7 +90,8 @@ def labels(client: object, options: Any, cap_model: Callable[[str], str]) -> Cal
         profile = ""
     else:  # AnthropicBedrock and Mantle alike: `global.anthropic.…`, `anthropic.claude-sonnet-4-5` (none)
         profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
-    region = getattr(client, "__dict__", {}).get(platform.region_attribute) if platform.region_attribute else None
+    region = getattr(client, "__dict__", _NO_ATTRIBUTES).get(platform.region_attribute) if platform.region_attribute \
+        else None
     return CallLabels(platform.provider, platform.platform, model, platform.region_label(region), profile)
 
 
@@ -123,6 +126,7 @@ PLATFORMS: dict[str, Platform] = {
                     Platform(sc.PROVIDER_ANTHROPIC, sc.PLATFORM_FIRST_PARTY)),
 }
 _UNKNOWN = Platform(sc.OTHER, sc.OTHER)
+_NO_ATTRIBUTES: dict[str, Any] = {}
 _PLATFORM_BY_CLASS: dict[type, Platform] = {}
 
 

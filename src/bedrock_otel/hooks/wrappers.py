@@ -61,7 +61,8 @@ def attempt(family: Any) -> Wrapper:
         runtime = rt.ACTIVE
         if ctx is None or ctx.family is not family or runtime is None:
             return wrapped(*args, **kwargs)
-        runtime.attempt_starting(ctx)
+        if ctx.pending_retry is not None:  # retry mode handed the last attempt's in-band error over
+            runtime.attempt_starting(ctx)
         response = wrapped(*args, **kwargs)
         runtime = rt.ACTIVE
         return runtime.attempt_answered(ctx, response) if runtime is not None else response
@@ -77,7 +78,8 @@ def aattempt(family: Any) -> Wrapper:
         runtime = rt.ACTIVE
         if ctx is None or ctx.family is not family or runtime is None:
             return await wrapped(*args, **kwargs)
-        runtime.attempt_starting(ctx)
+        if ctx.pending_retry is not None:
+            runtime.attempt_starting(ctx)
         response = await wrapped(*args, **kwargs)
         runtime = rt.ACTIVE
         return await runtime.aattempt_answered(ctx, response) if runtime is not None else response

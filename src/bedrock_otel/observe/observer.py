@@ -459,10 +459,13 @@ class StreamObserver(CallContext):
     def summary(self, outcome: str, duration_ns: int) -> StreamSummary:
         """What this stream hands to telemetry, built once: event types bounded, error frames in order."""
         events: dict[str, int] = {}
-        for name, count in (*self.counts.items(), (self.delta_event, self.deltas)):  # a name may come twice
+        for name, count in self.counts.items():
             if count:
                 label = classify.event_type_label(name)
                 events[label] = events.get(label, 0) + count
+        if self.deltas:  # the delta type may also be in `counts`
+            label = classify.event_type_label(self.delta_event)
+            events[label] = events.get(label, 0) + self.deltas
         failed = outcome == sc.OUTCOME_ERROR
         retried = self.retried
         return StreamSummary(

@@ -34,9 +34,9 @@ def record_each(record: Callable[[c.Instrument, tuple[str, ...], Any], None],
     return failed
 
 
-def in_flight(labels: CallLabels, delta: int) -> Iterator[Measurement]:
-    """A streamed call starts (+1) or its stream ends (-1)."""
-    yield c.STREAMS_ACTIVE, labels.provider_key, delta
+def in_flight(labels: CallLabels, delta: int) -> list[Measurement]:
+    """A streamed call starts (+1) or its stream ends (-1): a batch of one, which a stream's end extends."""
+    return [(c.STREAMS_ACTIVE, labels.provider_key, delta)]
 
 
 def of_stream(obs: StreamSummary) -> Iterator[Measurement]:

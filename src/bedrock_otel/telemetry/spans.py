@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
 
 def open_span(tracer: Tracer, labels: CallLabels, settings: Settings, request: dict[str, Any],
-              messages: Callable[[], Any]) -> Any:
-    """A started CLIENT span with the call's labels and `request` attributes; `messages()` (the request's
-    messages, read only when content capture is on) goes into `gen_ai.input.messages`."""
+              messages: Any = None) -> Any:
+    """A started CLIENT span with the call's labels and `request` attributes; `messages` (the request's messages,
+    which the caller reads only when content capture is on) go into `gen_ai.input.messages`."""
     attributes = labels.span_attributes()
     attributes[sc.REQUEST_STREAM] = True
     attributes.update(request)
     if settings.capture_content:
-        content = messages()
+        content = messages
         if content is not None:
             attributes[sc.INPUT_MESSAGES] = _truncate(content, settings.content_max_length)
     name = f"{sc.OPERATION_CHAT} {labels.model}" if labels.model else sc.OPERATION_CHAT
