@@ -6,7 +6,9 @@ Wall-clock A/B runs on a shared 2-core VM move by tens of µs per stream from ru
 what is being measured. Valgrind counts instead: each configuration runs `--warmup` streams and then
 `--streams` (or three times as many) 20-event first-party streams through the real SDK (`replay.py`'s in-process
 transport) under cachegrind, and the difference of the two runs divided by twice `--streams` is the cost of one
-stream, start-up and warm-up cancelled out. Deterministic with `PYTHONHASHSEED=0` (set here). It includes the
+stream, start-up and warm-up cancelled out. Deterministic with `PYTHONHASHSEED=0` (set here) for one tree at one
+path; the same code copied to another path moved by up to 7 k instructions per stream (4 k default, 7 k hooks:
+where objects land changes dict probing), so an A/B of two commits is a tie below ~10 k. It includes the
 metric collection a reader does after the streams (`Pipeline.export`), which is where the OpenTelemetry
 recorder's histogram points are recorded. Needs valgrind (`apt-get install valgrind`); ~3 minutes per
 configuration on 2 cores (two configurations at a time).
