@@ -90,8 +90,8 @@ def labels(client: object, options: Any, cap_model: Callable[[str], str]) -> Cal
         profile = ""
     else:  # AnthropicBedrock and Mantle alike: `global.anthropic.…`, `anthropic.claude-sonnet-4-5` (none)
         profile = classify.inference_profile(raw_model) if isinstance(raw_model, str) else "none"
-    region = getattr(client, "__dict__", _NO_ATTRIBUTES).get(platform.region_attribute) if platform.region_attribute \
-        else None
+    attribute = platform.region_attribute
+    region = getattr(client, "__dict__", _NO_ATTRIBUTES).get(attribute) if attribute else None
     return CallLabels(platform.provider, platform.platform, model, platform.region_label(region), profile)
 
 

@@ -24,10 +24,8 @@ def open_span(tracer: Tracer, labels: CallLabels, settings: Settings, request: d
     attributes = labels.span_attributes()
     attributes[sc.REQUEST_STREAM] = True
     attributes.update(request)
-    if settings.capture_content:
-        content = messages
-        if content is not None:
-            attributes[sc.INPUT_MESSAGES] = _truncate(content, settings.content_max_length)
+    if settings.capture_content and messages is not None:
+        attributes[sc.INPUT_MESSAGES] = _truncate(messages, settings.content_max_length)
     name = f"{sc.OPERATION_CHAT} {labels.model}" if labels.model else sc.OPERATION_CHAT
     return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
 
