@@ -66,7 +66,7 @@ def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     """Read ahead a sync httpx response: the response the SDK gets instead (an HTTP error, or the same one
     replaying what was read), and what was read (None: not an event stream this can read)."""
     look = Lookahead.for_response(response)
-    replay = _replay_class(response, _SyncReplay) if look is not None else None
+    replay = byte_stream_class(response, _SyncReplay) if look is not None else None
     if replay is None:
         return response, None
     original = response.stream
@@ -83,7 +83,7 @@ def read_ahead(response: Any) -> tuple[Any, Lookahead | None]:
 async def aread_ahead(response: Any) -> tuple[Any, Lookahead | None]:
     """The async twin of `read_ahead` (only the reading and closing differ)."""
     look = Lookahead.for_response(response)
-    replay = _replay_class(response, _AsyncReplay) if look is not None else None
+    replay = byte_stream_class(response, _AsyncReplay) if look is not None else None
     if replay is None:
         return response, None
     original = response.stream
@@ -142,6 +142,8 @@ class _Replay:
 
 
 class _SyncReplay(_Replay):
+    is_async = False
+
     def __iter__(self) -> Any:
         chunks, failure = self._take()
         yield from chunks
@@ -154,6 +156,8 @@ class _SyncReplay(_Replay):
 
 
 class _AsyncReplay(_Replay):
+    is_async = True
+
     async def __aiter__(self) -> Any:
         chunks, failure = self._take()
         for chunk in chunks:
@@ -170,21 +174,22 @@ class _AsyncReplay(_Replay):
 _REPLAY_CLASSES: dict[tuple[type, type], type] = {}
 
 
-def _replay_class(response: Any, kind: type) -> type | None:
-    """A replay class that is also the HTTP library's own byte-stream base class, as httpx and httpx2 check
-    (`SyncByteStream` / `AsyncByteStream` of whichever library made the response; an in-memory body is both).
-    None for a body of any other kind: it is not read ahead. Settled before anything is read."""
+def byte_stream_class(response: Any, kind: type) -> type | None:
+    """`kind` (a body that wraps the response's own: a replay, a tap) made also the HTTP library's own byte-stream
+    base class, as httpx and httpx2 check (`SyncByteStream` / `AsyncByteStream` of whichever library made the
+    response, by `kind.is_async`; an in-memory body is both). None for a body of any other kind: it is left
+    alone. Settled before anything is read."""
     try:
         cls = type(response.stream)
     except Exception:
         return None
     replay = _REPLAY_CLASSES.get((cls, kind))
     if replay is None:
-        name = "SyncByteStream" if kind is _SyncReplay else "AsyncByteStream"
+        name = "AsyncByteStream" if kind.is_async else "SyncByteStream"  # type: ignore[attr-defined]
         base = next((b for b in cls.__mro__ if b.__name__ == name), None)
         if base is None:
             return None
-        replay = _REPLAY_CLASSES[cls, kind] = type(f"Replayed{name}", (kind, base), {})
+        replay = _REPLAY_CLASSES[cls, kind] = type(f"{kind.__name__.lstrip('_')}{name}", (kind, base), {})
     return replay
 
 

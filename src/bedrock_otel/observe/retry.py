@@ -63,6 +63,7 @@ class Lookahead:
     def __init__(self, bedrock: bool) -> None:
         self.events: list[str] = []  # wire names of the events read, the error included
         self.retryable: InBandError | None = None
+        self.error: tuple[str, str, str] | None = None  # any in-band error read: (error type, source, message)
         self.done = False
         self.failed = False  # bedrock_otel's own error (counted by the runtime), not the wire's
         self._held = 0
@@ -114,8 +115,9 @@ class Lookahead:
         self.done = True
         if name == sc.ERROR:
             error_type, message = classify.error_from_payload(envelope)
+            self.error = (error_type, source or source_of(error_type), message)
             if error_type in RETRY_STATUS:
-                self.retryable = InBandError(error_type, source or source_of(error_type), message, envelope)
+                self.retryable = InBandError(*self.error, envelope)
 
     def _sse(self, chunk: bytes) -> Any:
         """Complete first-party (and Vertex) SSE events: (name, error envelope or None, None). Parsed one at a
