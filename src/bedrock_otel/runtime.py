@@ -127,9 +127,13 @@ class Runtime:
             if not isinstance(ctx, StreamObserver):
                 return
             if error is not None:
+                if ctx.taps:
+                    ctx.settle_taps(None)
                 ctx.finish(RAISED, error)
                 return
             handle = ctx.family.returned_stream(ctx, result)
+            if ctx.taps:
+                ctx.settle_taps(getattr(handle, "stream", None))
             if handle is None:
                 ctx.finish(CALLER_STOPPED)
             else:  # the stream hooks will find the observer by it; it ends as abandoned if collected first
@@ -149,17 +153,30 @@ class Runtime:
             self.internal_error("retry.read_ahead")
 
     def attempt_answered(self, ctx: CallContext, response: Any) -> Any:
-        """One attempt's response: recorded; the response the client gets (retry mode may read ahead)."""
+        """One attempt's response: recorded; the response the client gets (retry mode may read ahead), its body
+        tapped for the middleware chain above."""
         self._attempt(ctx, response)
-        if self.settings.retry and isinstance(ctx, StreamObserver):
-            return self._looked_ahead(ctx, *ctx.family.read_ahead(response))
+        if isinstance(ctx, StreamObserver):
+            if self.settings.retry:
+                response = self._looked_ahead(ctx, *ctx.family.read_ahead(response))
+            self._tap(ctx, response, False)
         return response
 
     async def aattempt_answered(self, ctx: CallContext, response: Any) -> Any:
         self._attempt(ctx, response)
-        if self.settings.retry and isinstance(ctx, StreamObserver):
-            return self._looked_ahead(ctx, *await ctx.family.aread_ahead(response))
+        if isinstance(ctx, StreamObserver):
+            if self.settings.retry:
+                response = self._looked_ahead(ctx, *await ctx.family.aread_ahead(response))
+            self._tap(ctx, response, True)
         return response
+
+    def _tap(self, observer: StreamObserver, response: Any, asynchronous: bool) -> None:
+        try:
+            tapped = observer.family.tap(response, asynchronous)
+            if tapped is not None:
+                observer.taps = [*observer.taps, tapped] if observer.taps else [tapped]
+        except Exception:
+            self.internal_error(observer.family.components.send)
 
     def _attempt(self, ctx: CallContext, response: Any) -> None:
         try:

@@ -57,6 +57,11 @@ class Family:
     def attempt_answered(self, ctx: Any, response: Any) -> None:
         """First on an attempt's response, before anything that can fail."""
 
+    def tap(self, response: Any, asynchronous: bool) -> Any:
+        """Keep the first bytes of an attempt's body as whoever reads them reads them (`observe/tap.py`); None:
+        this family's client has no middleware that could read a body the caller does not get."""
+        return None
+
     def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         """Retry mode: the response the client gets for this attempt, and what was read ahead."""
         raise NotImplementedError

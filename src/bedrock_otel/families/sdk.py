@@ -17,6 +17,7 @@ from ..observe.labels import CallLabels
 from ..observe.live import LIVE
 from ..observe.observer import StreamObserver, StreamSink
 from ..observe.retry import Lookahead
+from ..observe.tap import tap
 from ..telemetry.spans import server_attributes
 from . import Call, Components, Family, numeric_parameters
 
@@ -51,6 +52,9 @@ class SdkFamily(Family):
     def attempt_answered(self, ctx: Any, response: Any) -> None:
         if isinstance(ctx, StreamObserver):  # SDKs <= 1.13 build the Stream before `request()` returns
             LIVE[response] = ctx
+
+    def tap(self, response: Any, asynchronous: bool) -> Any:
+        return tap(response, asynchronous)
 
     def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         return replay.read_ahead(response)

@@ -119,6 +119,7 @@ class StreamObserver(CallContext):
         "exception_type",
         "exhausted",
         "first_chunk_ns",
+        "handled",
         "last_chunk_ns",
         "level",
         "malformed",
@@ -130,6 +131,7 @@ class StreamObserver(CallContext):
         "span",
         "started_ns",
         "stop_reason",
+        "taps",
         "typed_attached",
         "usage",
     )
@@ -152,6 +154,8 @@ class StreamObserver(CallContext):
         self.errors: list[tuple[str, str, str]] = []  # (error type, source, message)
         self.retried: list[tuple[str, str, str]] = []  # retry mode: in-band errors of attempts that were retried
         self.exhausted: str | None = None  # retry mode: the error type that was not retried (the caller got it)
+        self.taps: list[Any] | None = None  # the tapped bodies of this call's attempts (`observe/tap.py`)
+        self.handled: list[tuple[str, str, str]] = []  # in-band errors of bodies the caller did not get
         self.exception_type: str | None = None
         self.usage: dict[str, int] = {}
         self.response_id: str | None = None
@@ -341,6 +345,28 @@ class StreamObserver(CallContext):
             self.exhausted = error.error_type
             self.errors.insert(0, (error.error_type, error.source, error.message))
 
+    def settle_taps(self, returned: Any) -> None:
+        """The call returned `returned` (the body of the stream the caller got) or raised (None): each other
+        attempt's body that something read (a middleware) is parsed as far as it was read, and its events and
+        in-band error are counted as they came on the wire. The caller's own body is the stream hooks' to see."""
+        taps, self.taps = self.taps, None
+        for tapped in taps or ():
+            chunks = tapped.settle()
+            if tapped is returned or not chunks:
+                continue
+            look = tapped.look
+            for chunk in chunks:
+                if look.feed(chunk):
+                    break
+            if look.failed:  # bedrock_otel's own failure, at the end of the call
+                self.sink.internal_error(self.family.components.call)
+            if look.error is not None:
+                counts = self.counts
+                for name in look.events:
+                    counts[name] = counts.get(name, 0) + 1
+                self.handled.append(look.error)
+                self._error_frame_event(*look.error)
+
     # -- typed layer: what the caller gets ----------------------------------------------------------
 
     def watch_items(self, items: Iterator[Any], response: Any) -> Iterator[Any]:
@@ -470,7 +496,7 @@ class StreamObserver(CallContext):
         retried = self.retried
         return StreamSummary(
             self.labels, outcome, duration_ns / 1e9, events, self.malformed,
-            [*retried, *self.errors] if retried else self.errors,
+            [*retried, *self.handled, *self.errors] if retried or self.handled else self.errors,
             [error[0] for error in retried] if retried else _NO_RETRIES, self.exhausted,
             ((self.errors[0][0] if self.errors else self.exception_type) or sc.OTHER) if failed else "",
             None if self.first_chunk_ns is None else (self.first_chunk_ns - self.started_ns) / 1e9,

@@ -14,7 +14,8 @@ class StreamSummary(NamedTuple):
     duration_s: float
     events: dict[str, int]  # count by event type, bounded to the contract's values (`_OTHER` for the rest)
     malformed: list[tuple[str, str]]  # (carried type, reason)
-    error_frames: list[tuple[str, str, str]]  # (error type, source, message): retried attempts' first, then the call's
+    # (error type, source, message): retried attempts', then those of bodies a middleware handled, then the call's
+    error_frames: list[tuple[str, str, str]]
     retried: list[str]  # retry mode: error types of attempts that were retried
     exhausted: str | None  # retry mode: the error type that was not retried (the caller got it)
     error_type: str  # the call's error.type if the outcome is `error`, else ""
