@@ -5,7 +5,9 @@ per attempt. What reaches the wire is what bedrock_otel counts, whatever a middl
   frame and the rate-limit hit are counted from the body it read (`observe/tap.py`). With retry mode on,
   bedrock_otel reads ahead below the chain: the middleware gets the 429 that error stands for, and the retry is
   bedrock_otel's (counted as such);
-- a middleware that raises: the application gets its exception, as uninstrumented, and the stream ends as an error.
+- a middleware that raises: the application gets its exception, as uninstrumented, and the stream ends as an error;
+- the SDK's `BetaRefusalFallbackMiddleware` splicing a fallback model's stream into the refused one: the stream
+  the caller reads, spliced, is the one recorded.
 
 Every case is compared with the same client and middleware uninstrumented."""
 
@@ -24,9 +26,11 @@ from test_retry import sleeps  # noqa: F401 - the fixture
 
 from bedrock_otel import semconv as sc
 from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.testing import scenarios as s
 from bedrock_otel.testing import workload
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.expectations import NORMAL_EVENTS
+from bedrock_otel.testing.server import SCENARIO_HEADER
 
 pytestmark = pytest.mark.skipif(not hasattr(anthropic, "RetryableError"),
                                 reason="this SDK has no middleware chain (from 0.108.0)")
@@ -164,3 +168,64 @@ def test_a_middleware_that_raises(bedrock_otel_server: Any, provider: str, mode:
     assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, **match) == {}
     assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
     assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {}
+
+
+def _fallback_middleware() -> Any:
+    try:
+        from anthropic.lib.middleware import BetaRefusalFallbackMiddleware
+    except ImportError:
+        return None
+    return BetaRefusalFallbackMiddleware
+
+
+REFUSED = s.Scenario("refused", (s.Reply(parts=(s.message_start(), *s.message_end(stop_reason="refusal"))),),
+                     "a stream the model refuses before any output")
+FALLBACK_MODEL = "claude-fallback-test"
+
+
+def _to_fallback(request: Any) -> Any:
+    """The loopback server's scenario for the fallback model's request: a complete stream."""
+    if (request.json or {}).get("model") == FALLBACK_MODEL:
+        return request.copy(headers={**request.headers, SCENARIO_HEADER: "normal"})
+    return request
+
+
+def route(request: Any, call_next: Any) -> Any:
+    return call_next(_to_fallback(request))
+
+
+async def aroute(request: Any, call_next: Any) -> Any:
+    return await call_next(_to_fallback(request))
+
+
+@pytest.mark.skipif(_fallback_middleware() is None, reason="this SDK has no BetaRefusalFallbackMiddleware")
+@pytest.mark.parametrize("retry", [False, True], ids=["observe", "retry"])
+@pytest.mark.parametrize("mode", workload.MODES)
+def test_the_sdks_fallback_middleware_splicing_a_stream(bedrock_otel_server: Any, mode: str, retry: bool) -> None:
+    """The caller's stream is the refused one with the fallback model's spliced on: it is that stream whose
+    outcome and events are recorded (one start, a `fallback` seam block, then the fallback's content)."""
+    bedrock_otel_server.register(REFUSED)
+
+    def run() -> workload.Seen:
+        bedrock_otel_server.reset()
+        middleware = [_fallback_middleware()([{"model": FALLBACK_MODEL}]), aroute if mode == "async" else route]
+        client = make_client(bedrock_otel_server, "first_party", mode, middleware=middleware)
+        if mode == "async":
+            return asyncio.run(workload.aconsume(client, "first_party", "beta_create", REFUSED.name))
+        return workload.consume(client, "first_party", "beta_create", REFUSED.name)
+
+    bare = run()
+    assert bare.error is None and [r["scenario"] for r in bedrock_otel_server.requests] == ["refused", "normal"]
+    with CapturedTelemetry(retry=retry) as t:
+        seen = run()
+    assert seen == bare
+    match = call_labels("first_party")
+    assert by_label(t, c.STREAMS, sc.OUTCOME, **match) == {"completed": 1}
+    spliced = {**NORMAL_EVENTS, "content_block_start": 2, "content_block_stop": 2}  # the seam block, then the text
+    assert sum(spliced.values()) == len(bare.items)
+    assert by_label(t, c.STREAM_EVENTS, sc.EVENT_TYPE, **match) == spliced
+    assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, **match) == {}
+    assert by_label(t, c.STREAMS_ACTIVE, sc.PROVIDER) == {}
+    assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {}
+    (span,) = t.spans()
+    assert span.attributes[sc.OUTCOME] == "completed"
