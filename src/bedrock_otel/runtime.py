@@ -114,6 +114,8 @@ class Runtime:
                 span = open_span(self.tracer, labels, self.settings, family.span_attributes(client, request),
                                  family.request_messages(request) if self.capture_content else None)
             observer = self._observer(family, labels, identity, span, started)
+            if family.has_middleware(client):
+                observer.taps = []
             token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
             return ActiveCall(self.end_call, observer, token)
         except Exception:
@@ -159,7 +161,8 @@ class Runtime:
         if isinstance(ctx, StreamObserver):
             if self.settings.retry:
                 response = self._looked_ahead(ctx, *ctx.family.read_ahead(response))
-            self._tap(ctx, response, False)
+            if ctx.taps is not None:
+                self._tap(ctx, response, False)
         return response
 
     async def aattempt_answered(self, ctx: CallContext, response: Any) -> Any:
@@ -167,14 +170,16 @@ class Runtime:
         if isinstance(ctx, StreamObserver):
             if self.settings.retry:
                 response = self._looked_ahead(ctx, *await ctx.family.aread_ahead(response))
-            self._tap(ctx, response, True)
+            if ctx.taps is not None:
+                self._tap(ctx, response, True)
         return response
 
     def _tap(self, observer: StreamObserver, response: Any, asynchronous: bool) -> None:
+        """A call through a client with middleware: tap the attempt's body (`observe/tap.py`)."""
         try:
             tapped = observer.family.tap(response, asynchronous)
             if tapped is not None:
-                observer.taps = [*observer.taps, tapped] if observer.taps else [tapped]
+                observer.taps.append(tapped)  # type: ignore[union-attr]
         except Exception:
             self.internal_error(observer.family.components.send)
 

@@ -57,9 +57,14 @@ class Family:
     def attempt_answered(self, ctx: Any, response: Any) -> None:
         """First on an attempt's response, before anything that can fail."""
 
+    def has_middleware(self, client: Any) -> bool:
+        """Whether something between the client and its attempts can read a body the caller does not get (its
+        attempts' bodies are then tapped, `tap`)."""
+        return False
+
     def tap(self, response: Any, asynchronous: bool) -> Any:
         """Keep the first bytes of an attempt's body as whoever reads them reads them (`observe/tap.py`); None:
-        this family's client has no middleware that could read a body the caller does not get."""
+        not a body to tap."""
         return None
 
     def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:

@@ -53,6 +53,9 @@ class SdkFamily(Family):
         if isinstance(ctx, StreamObserver):  # SDKs <= 1.13 build the Stream before `request()` returns
             LIVE[response] = ctx
 
+    def has_middleware(self, client: Any) -> bool:
+        return bool(getattr(client, "_middleware", None))  # `middleware=`, 0.108.0 and later
+
     def tap(self, response: Any, asynchronous: bool) -> Any:
         return tap(response, asynchronous)
 

@@ -154,7 +154,7 @@ class StreamObserver(CallContext):
         self.errors: list[tuple[str, str, str]] = []  # (error type, source, message)
         self.retried: list[tuple[str, str, str]] = []  # retry mode: in-band errors of attempts that were retried
         self.exhausted: str | None = None  # retry mode: the error type that was not retried (the caller got it)
-        self.taps: list[Any] | None = None  # the tapped bodies of this call's attempts (`observe/tap.py`)
+        self.taps: list[Any] | None = None  # the tapped bodies of the attempts of a client with middleware
         self.handled: list[tuple[str, str, str]] = []  # in-band errors of bodies the caller did not get
         self.exception_type: str | None = None
         self.usage: dict[str, int] = {}

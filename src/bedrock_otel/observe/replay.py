@@ -122,18 +122,27 @@ def _build_error_response(response: Any, error: InBandError) -> Any:
     return type(response)(status, headers=headers, content=content, request=response.request)
 
 
-class _Replay:
-    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest. Everything
-    else is the original body's own: httpx2 reads the response's `elapsed` from its byte stream once it is closed."""
+class WrappedBody:
+    """A body in place of a response's own, which stays its in everything else: httpx2 reads the response's
+    `elapsed` from its byte stream once it is closed. The SDK (1.14+) reads `stream_observer` off the body once
+    per event; missing, each read would fail through `__getattr__` (~12 k instructions), so it is an attribute."""
 
-    def __init__(self, original: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+    def __init__(self, original: Any) -> None:
         self._original = original
-        self._chunks = chunks
-        self._rest = rest
-        self._failure = failure
+        self.stream_observer = getattr(original, "stream_observer", None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._original, name)
+
+
+class _Replay(WrappedBody):
+    """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest."""
+
+    def __init__(self, original: Any, chunks: list[bytes], rest: Any, failure: Exception | None) -> None:
+        super().__init__(original)
+        self._chunks = chunks
+        self._rest = rest
+        self._failure = failure
 
     def _take(self) -> tuple[list[bytes], Exception | None]:
         chunks, failure = self._chunks, self._failure

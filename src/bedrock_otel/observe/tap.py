@@ -7,27 +7,25 @@ attempt hook taps each 200 event stream of an observed call: whoever reads the b
 `HOLD_LIMIT`) are kept as they pass, unparsed, and nothing is read that the reader did not ask for. When the call
 returns or raises, the body of each attempt the caller did not get is parsed (`Lookahead`), and its events and
 in-band error are counted (`StreamObserver.settle_taps`); the caller's own body is left to the stream hooks.
+Only the calls of a client with middleware are tapped.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .replay import byte_stream_class
+from .replay import WrappedBody, byte_stream_class
 from .retry import HOLD_LIMIT, Lookahead
 
 
-class _Tap:
+class _Tap(WrappedBody):
     """A body that passes the response's own through and keeps its first bytes until settled."""
 
     def __init__(self, original: Any, look: Lookahead) -> None:
-        self._original = original
+        super().__init__(original)
         self.look = look
         self.chunks: list[bytes] | None = []  # None once settled: nothing more is kept
         self._kept = 0
-
-    def __getattr__(self, name: str) -> Any:  # httpx2 reads the response's `elapsed` from its byte stream
-        return getattr(self._original, name)
 
     def _keep(self, chunk: bytes) -> bool:
         """Keep `chunk`; False once nothing more is to be kept."""
