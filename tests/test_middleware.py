@@ -7,7 +7,8 @@ per attempt. What reaches the wire is what bedrock_otel counts, whatever a middl
   bedrock_otel's (counted as such);
 - a middleware that raises: the application gets its exception, as uninstrumented, and the stream ends as an error;
 - the SDK's `BetaRefusalFallbackMiddleware` splicing a fallback model's stream into the refused one: the stream
-  the caller reads, spliced, is the one recorded.
+  the caller reads, spliced, is the one recorded;
+- a middleware that reads a body and passes it on: counted once, by the stream hooks.
 
 Every case is compared with the same client and middleware uninstrumented."""
 
@@ -21,7 +22,7 @@ from typing import Any
 import anthropic
 import pytest
 from conftest import by_label
-from driver import PROVIDERS, call_labels, make_client
+from driver import HAS_SDK_TRACING, PROVIDERS, call_labels, make_client
 from test_retry import sleeps  # noqa: F401 - the fixture
 
 from bedrock_otel import semconv as sc
@@ -229,3 +230,36 @@ def test_the_sdks_fallback_middleware_splicing_a_stream(bedrock_otel_server: Any
     assert by_label(t, c.INTERNAL_ERRORS, sc.INTERNAL_COMPONENT) == {}
     (span,) = t.spans()
     assert span.attributes[sc.OUTCOME] == "completed"
+
+
+def reading(request: Any, call_next: Any) -> Any:
+    response = call_next(request)
+    response.http_response.read()  # e.g. to log it
+    return response
+
+
+async def areading(request: Any, call_next: Any) -> Any:
+    response = await call_next(request)
+    await response.http_response.aread()
+    return response
+
+
+@pytest.mark.parametrize("mode", workload.MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_body_a_middleware_reads_and_passes_on_is_counted_once(bedrock_otel_server: Any, provider: str,
+                                                                 mode: str) -> None:
+    """The caller gets the body the middleware read (whatever wraps it on the way: the SDK's own tracing wraps
+    every body): its frames are the stream hooks' to count, not the tap's as well."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    def sdk_tracing(tracer_provider: Any) -> dict[str, Any]:
+        return {"open_telemetry": {"tracer_provider": tracer_provider}} if HAS_SDK_TRACING else {}
+
+    middleware = areading if mode == "async" else reading
+    bare = run(bedrock_otel_server, provider, mode, "error_first", middleware, **sdk_tracing(TracerProvider()))
+    with CapturedTelemetry() as t:
+        seen = run(bedrock_otel_server, provider, mode, "error_first", middleware, **sdk_tracing(t.tracer_provider))
+    assert seen == bare
+    match = call_labels(provider)
+    assert by_label(t, c.ERROR_FRAMES, sc.ERROR_TYPE, **match) == {"rate_limit_error": 1}
+    assert by_label(t, c.RATE_LIMIT_HITS, sc.RATE_LIMIT_SOURCE, **match) == {"error_event": 1}

@@ -135,7 +135,7 @@ class Runtime:
                 return
             handle = ctx.family.returned_stream(ctx, result)
             if ctx.taps:
-                ctx.settle_taps(getattr(handle, "stream", None))
+                ctx.settle_taps(handle)
             if handle is None:
                 ctx.finish(CALLER_STOPPED)
             else:  # the stream hooks will find the observer by it; it ends as abandoned if collected first

@@ -346,13 +346,13 @@ class StreamObserver(CallContext):
             self.errors.insert(0, (error.error_type, error.source, error.message))
 
     def settle_taps(self, returned: Any) -> None:
-        """The call returned `returned` (the body of the stream the caller got) or raised (None): each other
+        """The call returned `returned` (the response of the stream the caller got) or raised (None): each other
         attempt's body that something read (a middleware) is parsed as far as it was read, and its events and
         in-band error are counted as they came on the wire. The caller's own body is the stream hooks' to see."""
         taps, self.taps = self.taps, None
         for tapped in taps or ():
             chunks = tapped.settle()
-            if tapped is returned or not chunks:
+            if not chunks or tapped.response() is returned:
                 continue
             look = tapped.look
             for chunk in chunks:

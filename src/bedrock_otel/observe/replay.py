@@ -123,9 +123,10 @@ def _build_error_response(response: Any, error: InBandError) -> Any:
 
 
 class WrappedBody:
-    """A body in place of a response's own, which stays its in everything else: httpx2 reads the response's
-    `elapsed` from its byte stream once it is closed. The SDK (1.14+) reads `stream_observer` off the body once
-    per event; missing, each read would fail through `__getattr__` (~12 k instructions), so it is an attribute."""
+    """A body put in place of a response's own; in everything else it is the original (httpx2 reads the
+    response's `elapsed` from its byte stream once it is closed). The SDK (1.14+) reads `stream_observer` off the
+    body once per event; were it missing, each read would fail through `__getattr__` (~12 k instructions), so it
+    is an attribute."""
 
     def __init__(self, original: Any) -> None:
         self._original = original

@@ -12,6 +12,7 @@ Only the calls of a client with middleware are tapped.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .replay import WrappedBody, byte_stream_class
@@ -21,8 +22,10 @@ from .retry import HOLD_LIMIT, Lookahead
 class _Tap(WrappedBody):
     """A body that passes the response's own through and keeps its first bytes until settled."""
 
-    def __init__(self, original: Any, look: Lookahead) -> None:
+    def __init__(self, original: Any, look: Lookahead, response: Any) -> None:
         super().__init__(original)
+        # the response, not its body, tells the caller's own apart: the SDK's tracing (1.14+) wraps the body again
+        self.response = weakref.ref(response)
         self.look = look
         self.chunks: list[bytes] | None = []  # None once settled: nothing more is kept
         self._kept = 0
@@ -80,5 +83,5 @@ def tap(response: Any, asynchronous: bool) -> _Tap | None:
     cls = byte_stream_class(response, _AsyncTap if asynchronous else _SyncTap)
     if cls is None:
         return None
-    tapped = response.stream = cls(response.stream, look)
+    tapped = response.stream = cls(response.stream, look, response)
     return tapped
