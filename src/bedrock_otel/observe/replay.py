@@ -135,6 +135,13 @@ class WrappedBody:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._original, name)
 
+    # the HTTP library's byte-stream base classes define these (as no-ops), so `__getattr__` never sees them
+    def close(self) -> None:
+        self._original.close()
+
+    async def aclose(self) -> None:
+        await self._original.aclose()
+
 
 class _Replay(WrappedBody):
     """A body that yields the chunks read ahead, then raises what reading raised, or yields the rest."""
@@ -161,9 +168,6 @@ class _SyncReplay(_Replay):
             raise failure
         yield from self._rest
 
-    def close(self) -> None:
-        self._original.close()
-
 
 class _AsyncReplay(_Replay):
     is_async = True
@@ -176,9 +180,6 @@ class _AsyncReplay(_Replay):
             raise failure
         async for chunk in self._rest:
             yield chunk
-
-    async def aclose(self) -> None:
-        await self._original.aclose()
 
 
 _REPLAY_CLASSES: dict[tuple[type, type], type] = {}

@@ -57,9 +57,6 @@ class _SyncTap(_Tap):
                 break
         yield from rest
 
-    def close(self) -> None:
-        self._original.close()
-
 
 class _AsyncTap(_Tap):
     is_async = True
@@ -70,9 +67,6 @@ class _AsyncTap(_Tap):
             if keeping:
                 keeping = self._keep(chunk)
             yield chunk
-
-    async def aclose(self) -> None:
-        await self._original.aclose()
 
 
 def tap(response: Any, asynchronous: bool) -> _Tap | None:
