@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import threading
 import time
 from typing import Any
 
@@ -24,7 +25,7 @@ from bedrock_otel.errors import RETRY_STATUS
 from bedrock_otel.observe.retry import HOLD_LIMIT
 from bedrock_otel.telemetry import catalog as c
 from bedrock_otel.testing import scenarios as s
-from bedrock_otel.testing._sdk import SDK
+from bedrock_otel.testing._sdk import HAS_SDK_TRACING, SDK
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.expectations import NORMAL_EVENTS, NORMAL_USAGE, opens_with_retryable_error
 from bedrock_otel.testing.workload import request_for
@@ -501,3 +502,48 @@ def test_elapsed_after_a_read_stream_is_as_bare(bedrock_otel_server: Any, sleeps
     with CapturedTelemetry(retry=True):
         seen = _elapsed_after_reading(bedrock_otel_server, provider, mode, scenario)
     assert bare == seen == "timedelta"
+
+
+def _closed_from_another_thread(server: Any, provider: str) -> tuple[str, Any, Any]:
+    """The SDK's own span of a stream that the main thread closes while a reader thread waits on it (the server
+    stalls after the first delta): (status, gen_ai.response.id, error.type)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    client = make_client(server, provider, "sync", open_telemetry={"tracer_provider": tracer_provider})
+    stream = client.messages.create(stream=True, **request_for(provider, "stall"))
+    reading = threading.Event()
+
+    def read() -> None:
+        try:
+            for event in stream:
+                if event.type == "content_block_delta":
+                    reading.set()
+        except Exception:
+            pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert reading.wait(5)
+    stream.close()
+    reader.join(5)
+    assert not reader.is_alive()
+    (span,) = [span for span in exporter.get_finished_spans() if span.name.startswith("anthropic.messages")]
+    return span.status.status_code.name, span.attributes.get("gen_ai.response.id"), span.attributes.get("error.type")
+
+
+@pytest.mark.skipif(not HAS_SDK_TRACING, reason="the SDK has its own spans only from 1.14.0")
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_stream_closed_from_another_thread_while_read_is_as_bare(bedrock_otel_server: Any, provider: str) -> None:
+    """Retry mode reads ahead inside `create()` up to the first content event only: once the caller reads, the SDK
+    has had `message_start`, so its span of a stream closed from another thread keeps the response id and ends
+    UNSET, as uninstrumented (the SDK's own test of this stalls inside the look-ahead: tests/sdk_suite.py)."""
+    bare = _closed_from_another_thread(bedrock_otel_server, provider)
+    with CapturedTelemetry(retry=True):
+        seen = _closed_from_another_thread(bedrock_otel_server, provider)
+    assert seen == bare
+    assert bare[0] == "UNSET" and bare[1] is not None and bare[2] is None
