@@ -8,7 +8,7 @@ venvs). The matrix comes from src/bedrock_otel/support.py, which `bedrock-otel d
     python -m nox -s "botocore(botocore='1.31.57')"          # the boto3 suite on an older botocore
     python -m nox -s heavy                                   # the scale tests (cardinality, reduced soak)
     python -m nox -s floors                                  # the lowest versions pyproject.toml allows
-    python -m nox -s sdk_suite                               # the SDK's own tests, bare and in retry mode
+    python -m nox -s sdk_suite                               # the SDK's own offline suite, bare, instrumented, retry
 """
 
 from __future__ import annotations
@@ -158,16 +158,16 @@ def heavy(session: nox.Session) -> None:
                 "heavy", *session.posargs)
 
 
-# What the SDK's own test suite needs (its dev dependencies, as far as the tests run by tests/sdk_suite.py go)
-SDK_TEST_DEPENDENCIES = ["respx", "pytest-asyncio", "pytest-xdist", "time-machine", "dirty-equals>=0.6.0",
-                         "inline-snapshot>=0.28.0", "http-snapshot[httpx]==0.1.9", "rich", "griffe"]
-
-
 @nox.session(python=PYTHON)
-def sdk_suite(session: nox.Session) -> None:
-    """The SDK's own streaming, retry and client tests, bare and with bedrock_otel in retry mode (newest SDK)."""
-    session.install("-e", ".[test]", f"anthropic[bedrock,aiohttp]=={NEWEST}", "pip", *SDK_TEST_DEPENDENCIES)
-    session.run("python", "tests/sdk_suite.py", session.create_tmp())
+@nox.parametrize("anthropic", SDK_VERSIONS[1:])  # 0.25.9's sdist ships no tests
+def sdk_suite(session: nox.Session, anthropic: str) -> None:
+    """The SDK's own offline suite, bare, instrumented and in retry mode: each test file on the oldest and the newest
+    SDK of the matrix that ship it (tests/sdk_suite.py)."""
+    _install(session, anthropic, f"anthropic[vertex,aiohttp]=={anthropic}", "pip")
+    workdir = session.create_tmp()
+    session.run("python", "tests/sdk_suite.py", "requirements", workdir)
+    session.install("-r", f"{workdir}/requirements.txt")
+    session.run("python", "tests/sdk_suite.py", "run", workdir)
 
 
 def _floors() -> list[str]:

@@ -1,82 +1,207 @@
-"""The anthropic SDK's own tests for streaming, retries and clients, run twice on the installed SDK: bare, and with
-bedrock_otel instrumenting at start-up (`-p bedrock_otel.auto`) in retry mode. The results must be the same, test
-by test, except for the tests listed in `CHANGED_BY_RETRY`, which assert the very behaviour retry mode is
-documented to change, and which must then fail (so the list cannot go stale).
+"""The anthropic SDK's own offline test suite, run three times on the installed SDK: bare, instrumented
+(`-p bedrock_otel.auto`), and instrumented in retry mode. Each test must end the same way in all three, except the
+tests in `DOCUMENTED`, which assert the very behaviour a mode is documented to change and must then differ (so the
+list cannot go stale).
 
-    python tests/sdk_suite.py WORKDIR        # `nox -s sdk_suite` runs it on the newest SDK of the matrix
+    python tests/sdk_suite.py requirements WORKDIR  # writes WORKDIR/requirements.txt: the SDK's test tools
+    python tests/sdk_suite.py run WORKDIR           # `nox -s sdk_suite` does both, on every SDK version of the matrix
 
-The SDK's test dependencies (respx, pytest-asyncio, time-machine, ...) must be installed; see noxfile.py.
+Every test file of the SDK's sdist (all of `tests/` but `tests/api_resources`, which needs a mock API server) runs
+on the oldest and on the newest SDK of the matrix that ship it: the newest version runs all of its files, every other
+version the files its neighbours in the matrix do not both have. The three runs go at once. A test whose outcome
+differs from bare is run again, alone, bare and in that mode; it counts as a difference only if it differs again
+(the SDK has timing-dependent tests).
+This file is also the pytest plugin that records each test's outcome.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import anthropic
+PLUGIN_OUTPUT = "SDK_SUITE_OUTCOMES"  # where the plugin writes {test id: outcome}
+MODES = {"bare": ((), {}),
+         "instrumented": (("-p", "bedrock_otel.auto"), {"BEDROCK_OTEL_PROMETHEUS_PORT": "off"}),
+         "retry": (("-p", "bedrock_otel.auto"), {"BEDROCK_OTEL_PROMETHEUS_PORT": "off", "BEDROCK_OTEL_RETRY": "1"})}
 
-TEST_PATHS = ("tests/test_streaming.py", "tests/test_client.py", "tests/test_middleware.py", "tests/test_response.py",
-              "tests/lib/streaming", "tests/lib/test_bedrock.py", "tests/lib/test_vertex.py")
+# mode -> SDK test -> why it ends differently there: each asserts what retry mode is documented to change
+# (docs/architecture.md, "Retry mode").
+_RETRIED = ("retried: an in-band error before any content (here right after message_start); the test's mock has no "
+            "response for a second attempt, or expects the 200's APIStatusError where the retry ends in RateLimitError")
+_OTEL = "tests/test_open_telemetry.py::TestCallSpans::"
+DOCUMENTED = {"retry": {
+    **dict.fromkeys([
+        "tests/lib/test_bedrock.py::test_stream_raises_api_error_for_error_frame[exception-sync]",
+        "tests/lib/test_bedrock.py::test_stream_raises_api_error_for_error_frame[exception-async]",
+        f"{_OTEL}test_stream_parsed_from_a_raw_response_is_recorded_like_a_stream[error event-stable]",
+        f"{_OTEL}test_stream_parsed_from_a_raw_response_is_recorded_like_a_stream[error event-beta]",
+        f"{_OTEL}test_async_stream_parsed_from_a_raw_response_is_recorded_like_a_stream[error event-stable]",
+        f"{_OTEL}test_async_stream_parsed_from_a_raw_response_is_recorded_like_a_stream[error event-beta]",
+        f"{_OTEL}test_stream_over_a_body_that_was_read_before_the_call_returned[error event]",
+        f"{_OTEL}test_async_stream_over_a_body_that_was_read_before_the_call_returned[error event]",
+    ], _RETRIED),
+    f"{_OTEL}test_stream_closed_from_another_thread_while_it_is_read[traced]":
+        "create() returns at the first content event: this body stalls after message_start, so the stall is read "
+        "inside create(), and the read the test closes from another thread never reached the caller (a stream closed "
+        "while the caller reads it is as bare: tests/test_retry.py)",
+}}
 
-# SDK test -> why it fails in retry mode. Each asserts what a stream that opens (before any content) with a
-# retryable in-band error raises; retry mode retries that stream instead (docs/architecture.md, "Retry mode").
-CHANGED_BY_RETRY = {
-    "tests.lib.test_bedrock::test_stream_raises_api_error_for_error_frame[exception-sync]":
-        "a throttlingException frame right after message_start: retried, then RateLimitError, not APIStatusError(200)",
-    "tests.lib.test_bedrock::test_stream_raises_api_error_for_error_frame[exception-async]":
-        "the same, async",
-}
+# What the SDK's tests need; the versions its requirements-dev.lock pins, where it pins them (the tests of a release
+# are written against those)
+TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-xdist", "respx", "time-machine", "dirty-equals", "inline-snapshot",
+              "http-snapshot[httpx]", "nest-asyncio", "hypothesis", "rich", "griffe", "google-auth")
 
 
-def sdist(workdir: Path) -> Path:
-    """The installed SDK version's source distribution, unpacked, without its package (the installed one runs)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    "--dest", str(workdir), f"anthropic=={anthropic.__version__}"], check=True)
-    archive = next(workdir.glob(f"anthropic-{anthropic.__version__}.tar.gz"))
+# --- the pytest plugin ---------------------------------------------------------------------------------------------
+
+_outcomes: dict[str, str] = {}
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+
+
+def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
+    """Keep the worst of a test's setup, call and teardown (xdist hands the controller every worker's reports)."""
+    if report.failed:
+        outcome = "failed" if report.when == "call" else "error"
+    elif report.skipped:
+        outcome = "skipped"
+    elif report.when == "call":
+        outcome = "passed"
+    else:
+        return
+    if _RANK[outcome] >= _RANK.get(_outcomes.get(report.nodeid, ""), -1):
+        _outcomes[report.nodeid] = outcome
+
+
+def pytest_sessionfinish(session) -> None:  # type: ignore[no-untyped-def]
+    if not hasattr(session.config, "workerinput") and os.environ.get(PLUGIN_OUTPUT):
+        Path(os.environ[PLUGIN_OUTPUT]).write_text(json.dumps(_outcomes))
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+def sdist(version: str, workdir: Path) -> Path:
+    """An SDK version's source distribution, downloaded once into workdir."""
+    archive = workdir / f"anthropic-{version}.tar.gz"
+    if not archive.exists():
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                               "--disable-pip-version-check", "--dest", str(workdir), f"anthropic=={version}"],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"sdk_suite: could not download anthropic {version}'s sdist:\n{done.stderr}")
+    return archive
+
+
+def test_files(archive: Path) -> set[str]:
+    """The offline test files an sdist ships (tests/api_resources needs a mock API server, Prism)."""
+    with tarfile.open(archive) as tar:
+        names = [name.split("/", 1)[1] for name in tar.getnames() if "/" in name]
+    return {name for name in names if name.startswith("tests/") and not name.startswith("tests/api_resources/")
+            and re.search(r"(^|/)test_[^/]*\.py$", name)}
+
+
+def unpack(archive: Path, workdir: Path) -> Path:
+    """The sdist unpacked, without its package (the installed one runs)."""
     with tarfile.open(archive) as tar:
         tar.extractall(workdir, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(workdir)
-    root = workdir / f"anthropic-{anthropic.__version__}"
+    root = workdir / archive.name.removesuffix(".tar.gz")
     shutil.rmtree(root / "src" / "anthropic")
     return root
 
 
-def outcomes(root: Path, report: Path, *plugin: str, **env: str) -> dict[str, str]:
-    """Run the SDK's tests; test id -> passed, failed, skipped or error."""
-    paths = [p for p in TEST_PATHS if (root / p).exists()]
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", *plugin, *paths,
-                    f"--junitxml={report}"], cwd=root, env={**os.environ, **env}, check=False,
-                   stdout=subprocess.DEVNULL)
-    results = {}
-    for case in ET.parse(report).iter("testcase"):
-        outcome = "passed"
-        for tag in ("failure", "error", "skipped"):
-            if case.find(tag) is not None:
-                outcome = {"failure": "failed"}.get(tag, tag)
-        results[f"{case.get('classname')}::{case.get('name')}"] = outcome
-    return results
+def files_to_run(installed: str, workdir: Path) -> list[str]:
+    """The installed version's files that it is the oldest or the newest version of the matrix to ship."""
+    from bedrock_otel.support import TESTED_ANTHROPIC
+
+    mine = test_files(sdist(installed, workdir))
+    if installed == TESTED_ANTHROPIC[-1]:
+        return sorted(mine)
+    at = TESTED_ANTHROPIC.index(installed)
+    neighbours = [TESTED_ANTHROPIC[i] for i in (at - 1, at + 1) if 0 <= i < len(TESTED_ANTHROPIC)]
+    both = set.intersection(*(test_files(sdist(version, workdir)) for version in neighbours))
+    return sorted(mine - both)
 
 
-def main() -> int:
-    workdir = Path(sys.argv[1]).resolve()
+def requirements(root: Path) -> list[str]:
+    """The test tools, at the versions the SDK's lock pins."""
+    lock = root / "requirements-dev.lock"
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock.read_text(), re.M)) if lock.exists() else {}
+    return [f"{tool}=={pinned[name]}" if name in pinned else tool
+            for tool, name in ((tool, tool.split("[")[0]) for tool in TEST_TOOLS)]
+
+
+def run(root: Path, workdir: Path, mode: str, tests: list[str], label: str) -> dict[str, str]:
+    """Run tests (files or test ids) in a mode; test id -> passed, failed, skipped or error."""
+    plugin, env = MODES[mode]
+    output = workdir / f"{label}-{mode}.json"
+    output.unlink(missing_ok=True)
+    parallel = ("-n", "2") if label == "all" else ("-n", "0")  # a rerun of a few tests: in one process
+    shutil.copy(__file__, workdir / "sdk_suite_outcomes.py")  # this file as a plugin, importable on its own
+    path = os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")]))
+    with open(workdir / f"{label}-{mode}.log", "w") as log:  # pytest's report, for a look at a failing test
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                        *parallel, "-p", "sdk_suite_outcomes", *plugin, *tests], cwd=root, check=False, stdout=log,
+                       env={**os.environ, **env, PLUGIN_OUTPUT: str(output), "PYTHONPATH": path})
+    if not output.exists():
+        raise SystemExit(f"sdk_suite: pytest wrote no outcomes in {mode} mode (see {log.name})")
+    return json.loads(output.read_text())
+
+
+def main(command: str, workdir: Path) -> int:
+    import anthropic
+
     workdir.mkdir(parents=True, exist_ok=True)
-    root = sdist(workdir)
-    bare = outcomes(root, workdir / "bare.xml")
-    retry = outcomes(root, workdir / "retry.xml", "-p", "bedrock_otel.auto", BEDROCK_OTEL_RETRY="1",
-                     BEDROCK_OTEL_PROMETHEUS_PORT="off")
-    assert bare.keys() == retry.keys(), sorted(bare.keys() ^ retry.keys())
-    differ = {test: (bare[test], retry[test]) for test in bare if bare[test] != retry[test]}
-    expected = {test: ("passed", "failed") for test in CHANGED_BY_RETRY if test in bare}
-    print(f"anthropic {anthropic.__version__}: {len(bare)} SDK tests; bare {_count(bare)}; retry mode {_count(retry)}")
-    for test, (was, now) in sorted(differ.items()):
-        print(f"  {test}: {was} bare, {now} in retry mode ({CHANGED_BY_RETRY.get(test, 'NOT EXPECTED')})")
-    wrong = {test for test in differ.keys() | expected.keys() if differ.get(test) != expected.get(test)}
-    print(f"sdk_suite: {len(bare) - len(wrong)} passed, {len(wrong)} failed")  # as bare, or the documented change
+    root = unpack(sdist(anthropic.__version__, workdir), workdir)
+    if command == "requirements":
+        (workdir / "requirements.txt").write_text("\n".join(requirements(root)) + "\n")
+        return 0
+    from bedrock_otel.support import TESTED_ANTHROPIC
+
+    newest = anthropic.__version__ == TESTED_ANTHROPIC[-1]
+    files = files_to_run(anthropic.__version__, workdir)
+    if not files:
+        print(f"sdk_suite: anthropic {anthropic.__version__} ships no test file that its neighbours lack")
+        return 0
+    print(f"anthropic {anthropic.__version__}: {len(files)} test files: {' '.join(files)}")
+    with ThreadPoolExecutor(len(MODES)) as pool:  # the three at once: the SDK's tests wait a lot, and 2 cores idle
+        results = dict(zip(MODES, pool.map(lambda mode: run(root, workdir, mode, files, "all"), MODES)))
+    bare = results["bare"]
+    print(f"{len(bare)} SDK tests; " + "; ".join(f"{mode}: {_count(results[mode])}" for mode in MODES))
+    wrong = sum(differences(root, workdir, mode, bare, results[mode], newest) for mode in MODES if mode != "bare")
+    print(f"sdk_suite: {len(bare)} tests in {len(MODES)} modes, {wrong} unexplained differences")
     return 1 if wrong else 0
+
+
+def differences(root: Path, workdir: Path, mode: str, bare: dict[str, str], seen: dict[str, str], newest: bool) -> int:
+    """Print how a mode's outcomes differ from bare; return how many of those the documentation does not explain."""
+    wrong = 0
+    if seen.keys() != bare.keys():
+        print(f"  {mode}: a different set of tests ran: {sorted(seen.keys() ^ bare.keys())}")
+        wrong += 1
+    documented = {test: why for test, why in DOCUMENTED.get(mode, {}).items() if test in bare}
+    differ = {test for test in bare if test in seen and seen[test] != bare[test]}
+    again = sorted(differ - documented.keys())
+    if again:  # the same tests once more, bare and in this mode: a difference that does not repeat is a flake
+        bare_again, seen_again = run(root, workdir, "bare", again, mode), run(root, workdir, mode, again, mode)
+        flaked = {test for test in again if bare_again.get(test) == seen_again.get(test)}
+        for test in sorted(flaked):
+            print(f"  {test}: {bare[test]} bare, {seen[test]} {mode}; the same on a rerun (a flake)")
+        differ -= flaked
+    for test in sorted(differ | documented.keys()):
+        why = documented.get(test, "NOT DOCUMENTED") if test in differ else "documented to differ, but did not"
+        print(f"  {test}: {bare[test]} bare, {seen.get(test)} {mode} ({why})")
+        wrong += (test in differ) != (test in documented)
+    if newest:  # every documented test exists in the newest SDK: a renamed one would make the list stale
+        for test in sorted(DOCUMENTED.get(mode, {}).keys() - bare.keys()):
+            print(f"  {test}: documented for {mode} mode, but not in this SDK")
+            wrong += 1
+    return wrong
 
 
 def _count(results: dict[str, str]) -> str:
@@ -87,4 +212,6 @@ def _count(results: dict[str, str]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) != 3 or sys.argv[1] not in ("requirements", "run"):
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], Path(sys.argv[2]).resolve()))
