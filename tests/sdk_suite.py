@@ -9,8 +9,8 @@ list cannot go stale).
 Every test file of the SDK's sdist (all of `tests/` but `tests/api_resources`, which needs a mock API server) runs
 on the oldest and on the newest SDK of the matrix that ship it: the newest version runs all of its files, every other
 version the files its neighbours in the matrix do not both have. The three runs go at once. A test whose outcome
-differs from bare is run again, alone, bare and in that mode; it counts as a difference only if it differs again
-(the SDK has timing-dependent tests).
+differs from bare is run again, alone, bare and in that mode, up to `RERUNS` times; it counts as a difference only
+if each mode ends it the same way every time (some of the SDK's tests are not deterministic).
 This file is also the pytest plugin that records each test's outcome.
 """
 
@@ -52,6 +52,12 @@ DOCUMENTED = {"retry": {
         "inside create(), and the read the test closes from another thread never reached the caller (a stream closed "
         "while the caller reads it is as bare: tests/test_retry.py)",
 }}
+
+# How many times a test that ends differently from bare is run again, alone, in both modes: it counts only if it
+# ends the same way every time in each mode. Some of the SDK's tests are not deterministic: 0.49.0's
+# `test_copy_build_request` is a tracemalloc leak check that fails or passes from one run to the next, bare as well
+# (run alone: bare failed 10 of 12 runs, instrumented 3 of 4).
+RERUNS = 3
 
 # What the SDK's tests need; the versions its requirements-dev.lock pins, where it pins them (the tests of a release
 # are written against those)
@@ -186,13 +192,19 @@ def differences(root: Path, workdir: Path, mode: str, bare: dict[str, str], seen
         wrong += 1
     documented = {test: why for test, why in DOCUMENTED.get(mode, {}).items() if test in bare}
     differ = {test for test in bare if test in seen and seen[test] != bare[test]}
-    again = sorted(differ - documented.keys())
-    if again:  # the same tests once more, bare and in this mode: a difference that does not repeat is a flake
-        bare_again, seen_again = run(root, workdir, "bare", again, mode), run(root, workdir, mode, again, mode)
-        flaked = {test for test in again if bare_again.get(test) == seen_again.get(test)}
+    again = differ - documented.keys()
+    for attempt in range(RERUNS):  # alone, bare and in this mode: a test that ends both ways in a mode is a flake
+        if not again:
+            break
+        label = f"{mode}-rerun{attempt + 1}"
+        bare_again, seen_again = run(root, workdir, "bare", sorted(again), label), run(root, workdir, mode,
+                                                                                       sorted(again), label)
+        flaked = {test for test in again if (bare_again.get(test), seen_again.get(test)) != (bare[test], seen[test])}
         for test in sorted(flaked):
-            print(f"  {test}: {bare[test]} bare, {seen[test]} {mode}; the same on a rerun (a flake)")
+            print(f"  {test}: {bare[test]} bare, {seen[test]} {mode}; on rerun {attempt + 1} "
+                  f"{bare_again.get(test)} bare, {seen_again.get(test)} {mode} (a flake)")
         differ -= flaked
+        again -= flaked
     for test in sorted(differ | documented.keys()):
         why = documented.get(test, "NOT DOCUMENTED") if test in differ else "documented to differ, but did not"
         print(f"  {test}: {bare[test]} bare, {seen.get(test)} {mode} ({why})")
