@@ -121,15 +121,13 @@ def unpack(archive: Path, workdir: Path) -> Path:
     return root
 
 
-def files_to_run(installed: str, workdir: Path) -> list[str]:
+def files_to_run(installed: str, matrix: tuple[str, ...], workdir: Path) -> list[str]:
     """The installed version's files that it is the oldest or the newest version of the matrix to ship."""
-    from bedrock_otel.support import TESTED_ANTHROPIC
-
     mine = test_files(sdist(installed, workdir))
-    if installed == TESTED_ANTHROPIC[-1]:
+    if installed == matrix[-1]:
         return sorted(mine)
-    at = TESTED_ANTHROPIC.index(installed)
-    neighbours = [TESTED_ANTHROPIC[i] for i in (at - 1, at + 1) if 0 <= i < len(TESTED_ANTHROPIC)]
+    at = matrix.index(installed)
+    neighbours = [matrix[i] for i in (at - 1, at + 1) if 0 <= i < len(matrix)]
     both = set.intersection(*(test_files(sdist(version, workdir)) for version in neighbours))
     return sorted(mine - both)
 
@@ -167,10 +165,10 @@ def main(command: str, workdir: Path) -> int:
     if command == "requirements":
         (workdir / "requirements.txt").write_text("\n".join(requirements(root)) + "\n")
         return 0
-    from bedrock_otel.support import TESTED_ANTHROPIC
+    from bedrock_otel.support import TESTED_ANTHROPIC  # here: the plugin, this same file, must not import it bare
 
     newest = anthropic.__version__ == TESTED_ANTHROPIC[-1]
-    files = files_to_run(anthropic.__version__, workdir)
+    files = files_to_run(anthropic.__version__, TESTED_ANTHROPIC, workdir)
     if not files:
         print(f"sdk_suite: anthropic {anthropic.__version__} ships no test file that its neighbours lack")
         return 0
