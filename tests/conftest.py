@@ -44,3 +44,43 @@ def by_label(telemetry: Any, instrument: catalog.Instrument, *label_attributes: 
             key = key[0] if len(key) == 1 else key
             totals[key] = totals.get(key, 0) + value
     return totals
+
+
+def as_prometheus_samples(instrument: catalog.Instrument, points: Any) -> dict[tuple[str, tuple[Any, ...]], float]:
+    """OpenTelemetry points of one family (the SDK's data classes, or OTLP's protobuf) as the Prometheus samples
+    the same numbers make: {(sample name, sorted label pairs): value}, every bucket of every histogram."""
+    from itertools import accumulate
+
+    from prometheus_client.utils import floatToGoString
+
+    from bedrock_otel.testing.otlp import attributes_of
+
+    name, out = instrument.prometheus_name, {}
+    for point in points:
+        attributes = point.attributes if isinstance(point.attributes, dict) else attributes_of(point.attributes)
+        labels = tuple(sorted(zip(instrument.prometheus_labels,
+                                  (str(attributes.get(a, "")) for a in instrument.attributes))))
+        if instrument.kind is catalog.Kind.HISTOGRAM:
+            bounds = [*map(floatToGoString, instrument.buckets or ()), "+Inf"]
+            for le, count in zip(bounds, accumulate(point.bucket_counts)):
+                out[name + "_bucket", tuple(sorted((*labels, ("le", le))))] = float(count)
+            out[name + "_count", labels] = float(point.count)
+            out[name + "_sum", labels] = point.sum
+        else:
+            value = point.value if hasattr(point, "value") else getattr(point, point.WhichOneof("value"))
+            out[name, labels] = float(value)
+    return out
+
+
+def prometheus_samples(families: Any, instrument: catalog.Instrument) -> dict[tuple[str, tuple[Any, ...]], float]:
+    """The Prometheus samples of one family (`_created` aside), from prometheus_client's metric families."""
+    stem = instrument.prometheus_name.removesuffix("_total")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in families
+            if family.name == stem for s in family.samples if not s.name.endswith("_created")}
+
+
+def same_numbers(left: dict[Any, float], right: dict[Any, float]) -> None:
+    """Equal sample by sample; a histogram's sum up to the last bits (added in another order)."""
+    assert left.keys() == right.keys()
+    for key, value in left.items():
+        assert value == (pytest.approx(right[key], rel=1e-12) if key[0].endswith("_sum") else right[key]), key

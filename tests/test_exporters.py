@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import as_prometheus_samples, prometheus_samples, same_numbers
 from driver import drive
 from procs import TESTS, prometheus_tool, run_python
 from prometheus_client.parser import text_string_to_metric_families
@@ -260,6 +261,8 @@ with LoopbackServer() as server:
     for provider in ("first_party", "bedrock"):
         for scenario in ("rate_limited_then_ok", "should_not_retry"):  # recovered, exhausted: every instrument
             consume(make_client(server, provider, "sync"), provider, "create", scenario, f"{provider}-{scenario}")
+from prometheus_client import REGISTRY, generate_latest
+print(generate_latest(REGISTRY).decode())  # the Prometheus store's numbers, for the receiver's to match
 print("done")  # and exit normally: the SDK's shutdown at exit must flush the last spans and metrics
 """
 
@@ -281,8 +284,10 @@ def test_otlp_delivers_the_contract_to_a_real_receiver(configured_by: str, proto
             env, args = {}, f"{endpoint} {protocol}"
         code = OTLP_CHILD.replace("sys.argv[1]", repr(configured_by))
         code = code.replace("sys.argv[2]", repr(endpoint)).replace("sys.argv[3]", repr(protocol))
-        assert run_python(code, **NO_TIMERS, **env).strip() == "done", args
+        out = run_python(code, **NO_TIMERS, **env).strip()
+        assert out.endswith("done"), args
         assert receiver.wait_for(lambda: bool(receiver.metric_requests and receiver.trace_requests))
+        exposition = list(text_string_to_metric_families(out.removesuffix("done")))
 
         spans = [(resource, span) for resource, span in receiver.spans() if span.name.startswith("chat")]
         assert sorted(span.name for _, span in spans) == sorted(
@@ -320,6 +325,10 @@ def test_otlp_delivers_the_contract_to_a_real_receiver(configured_by: str, proto
         assert sorted(attributes_of(p.attributes)[sc.ERROR_TYPE] for p in frames) == ["rate_limit_error"] * 2
         duration = receiver.latest_metric(c.OPERATION_DURATION.name).histogram.data_points
         assert sum(p.count for p in duration) == 4
+        for instrument in c.CATALOG:  # every number as the Prometheus store holds it, bucket by bucket
+            metric = receiver.latest_metric(instrument.name)
+            points = getattr(metric, metric.WhichOneof("data")).data_points if metric is not None else []
+            same_numbers(prometheus_samples(exposition, instrument), as_prometheus_samples(instrument, points))
 
 
 APP_PROVIDERS_CHILD = """

@@ -385,15 +385,17 @@ def test_in_memory_transports(mode: str) -> None:
 
 
 def test_both_recorders_agree_in_retry_mode(bedrock_otel_server: Any, sleeps: list[float]) -> None:
-    from test_telemetry import _otel_totals, _prometheus_totals
+    from conftest import as_prometheus_samples, prometheus_samples, same_numbers
 
     with CapturedTelemetry(retry=True) as t:
         for provider in PROVIDERS:
             for scenario in ("rate_limited_then_ok", "throttled_always", "error_after_start_then_ok"):
                 drive(bedrock_otel_server, provider, "sync", "create", scenario)
+        registry = list(t.registry.collect())
         for instrument in (c.STREAM_RETRIES, c.STREAMS_RECOVERED, c.ERROR_FRAMES, c.STREAM_EVENTS, c.STREAMS):
-            prometheus = _prometheus_totals(t, instrument)
-            assert prometheus and prometheus == _otel_totals(t, instrument), instrument.name
+            prometheus = prometheus_samples(registry, instrument)
+            assert prometheus, instrument.name
+            same_numbers(prometheus, as_prometheus_samples(instrument, t.otel_points(instrument.name)))
 
 
 @pytest.mark.parametrize("broken", ["_decide", "_build_error_response"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from conftest import by_label
+from conftest import as_prometheus_samples, by_label, prometheus_samples, same_numbers
 from driver import HAS_SDK_TRACING, drive
 
 from bedrock_otel import semconv as sc
@@ -35,33 +35,46 @@ def test_catalog_matches_the_documented_contract() -> None:
     assert documented == {i.name: (kinds[i.kind], i.unit, i.prometheus_name) for i in c.CATALOG}
 
 
-def _prometheus_totals(t: CapturedTelemetry, instrument: c.Instrument) -> dict[Any, float]:
-    suffix = {c.Kind.HISTOGRAM: "_count"}.get(instrument.kind, "")
-    return by_label(t, instrument, *instrument.attributes, suffix=suffix)
+def _otel_families(reader: Any) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    return {m.name: list(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics}
 
 
-def _otel_totals(t: CapturedTelemetry, instrument: c.Instrument) -> dict[Any, float]:
-    totals: dict[Any, float] = {}
-    for point in t.otel_points(instrument.name):
-        key = tuple(str(point.attributes.get(a, "")) for a in instrument.attributes)
-        key = key[0] if len(key) == 1 else key
-        value = point.count if instrument.kind is c.Kind.HISTOGRAM else point.value
-        if value:
-            totals[key] = totals.get(key, 0) + value
-    return totals
+def test_every_family_is_the_same_bucket_by_bucket_in_prometheus_fed_and_point_by_point() -> None:
+    """The same streams, three deliveries: the Prometheus store, the application's reader fed from it
+    (telemetry/otel_feed.py), and the per-point OpenTelemetry recorder given the same batches. Every family,
+    every series, every bucket, count, sum, min and max agree."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+    from bedrock_otel import runtime
+    from bedrock_otel.testing import LoopbackServer
 
-def test_prometheus_and_opentelemetry_recorders_agree(bedrock_otel_server: Any) -> None:
-    with CapturedTelemetry() as t:
+    point_reader = InMemoryMetricReader()
+    per_point = OtelRecorder(MeterProvider(metric_readers=[point_reader]).get_meter("bedrock_otel"))
+    with LoopbackServer(event_delay=0.002) as paced, CapturedTelemetry() as t:
+        assert runtime.ACTIVE is not None
+        runtime.ACTIVE.recorders = (*runtime.ACTIVE.recorders, per_point)
+        runtime.ACTIVE._record_baseline()  # what instrument() recorded before per_point joined (zeros)
         for provider in ("first_party", "bedrock"):
             for scenario in MIX:
-                drive(bedrock_otel_server, provider, "sync", "create", scenario)
-        compared = 0
-        for instrument in c.CATALOG:
-            prometheus = _prometheus_totals(t, instrument)
-            assert prometheus == _otel_totals(t, instrument), instrument.name
-            compared += bool(prometheus)
-        assert compared >= 12  # all but the internal-error counter and one gauge kind had data
+                drive(paced, provider, "sync", "create", scenario)
+        registry = list(t.registry.collect())
+        fed, by_point = _otel_families(t.metric_reader), _otel_families(point_reader)
+    compared = 0
+    for instrument in c.CATALOG:
+        prometheus = prometheus_samples(registry, instrument)
+        same_numbers(prometheus, as_prometheus_samples(instrument, fed.get(instrument.name, [])))
+        same_numbers(prometheus, as_prometheus_samples(instrument, by_point.get(instrument.name, [])))
+        if instrument.kind is c.Kind.HISTOGRAM:
+            extremes = {(tuple(sorted(p.attributes.items())), p.min, p.max) for p in fed.get(instrument.name, [])}
+            assert extremes == {(tuple(sorted(p.attributes.items())), p.min, p.max)
+                                for p in by_point.get(instrument.name, [])}, instrument.name
+        compared += bool(prometheus)
+    assert compared >= 12  # all but the internal-error counter and one gauge kind had data
+    assert sum(v for (name, _), v in prometheus_samples(registry, c.TIME_PER_OUTPUT_CHUNK).items()
+               if name.endswith("_count")) >= 8  # chunk times: the family the feed exists for
 
 
 def test_histograms_use_the_conventions_buckets(bedrock_otel_server: Any) -> None:
@@ -168,7 +181,14 @@ def test_a_failed_measurement_is_counted_as_dropped_by_its_recorder(bedrock_otel
         record(self, instrument, values, value)
 
     monkeypatch.setattr(OtelRecorder, "record", failing)
-    with CapturedTelemetry() as t:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import View
+
+    t = CapturedTelemetry()  # its provider with a view of every instrument: OpenTelemetry's own recorder, per point
+    t.metric_reader = InMemoryMetricReader()
+    t.meter_provider = MeterProvider(metric_readers=[t.metric_reader], views=[View(instrument_name="*")])
+    with t:
         assert drive(bedrock_otel_server, "bedrock", "sync", "create", "normal") == bare
         dropped = {p.attributes[sc.DROPPED_REASON]: p.value for p in t.otel_points(c.TELEMETRY_DROPPED.name)}
         assert dropped == {sc.DROPPED_LABEL_OVERFLOW: 0, sc.DROPPED_RECORD_FAILED: 1, sc.DROPPED_EXPORT_FAILED: 0}
@@ -338,3 +358,83 @@ def test_headers_are_read_in_one_pass_as_headers_get_reads_them() -> None:
     assert classify.rate_limit_headers(read) == [("tokens", "remaining", 99.0)]
     plain = {"request-id": "req_3"}
     assert classify.headers_read(plain) is plain  # any other mapping is read as it is
+
+
+def _measurements_through_the_sdk(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every measurement the OpenTelemetry SDK is handed through its Metrics API, synchronous or observed."""
+    from opentelemetry.sdk.metrics._internal import measurement_consumer
+
+    seen: list[Any] = []
+    consume = measurement_consumer.SynchronousMeasurementConsumer.consume_measurement
+    monkeypatch.setattr(measurement_consumer.SynchronousMeasurementConsumer, "consume_measurement",
+                        lambda self, measurement: (seen.append(measurement), consume(self, measurement))[1])
+    return seen
+
+
+@pytest.mark.parametrize(("reader_temporality", "view", "fed"), [
+    (None, None, True),  # the defaults of every SDK reader: fed
+    ("delta", None, False),  # a delta reader: the SDK computes the deltas, point by point
+    (None, "gen_ai.client.*", False),  # a view that may select our instruments: the SDK applies it
+    (None, "http.server.*", True),  # a view of other instruments changes nothing
+])
+def test_a_provider_is_fed_aggregates_unless_its_readers_or_views_need_every_point(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, bedrock_otel_server: Any,
+        reader_temporality: str | None, view: str | None, fed: bool) -> None:
+    """No per-point OpenTelemetry work where the provider's own instruments would report the same numbers;
+    uninstrument() gives each reader back its own collect callback."""
+    from opentelemetry.sdk.metrics import Histogram, MeterProvider, ObservableCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.metrics.view import View
+
+    import bedrock_otel
+
+    seen = _measurements_through_the_sdk(monkeypatch)
+    delta = {Histogram: AggregationTemporality.DELTA, ObservableCounter: AggregationTemporality.DELTA}
+    reader = InMemoryMetricReader(preferred_temporality=delta if reader_temporality else None)
+    provider = MeterProvider(metric_readers=[reader], views=[View(instrument_name=view)] if view else [])
+    own_callback = reader._collect
+    caplog.set_level("INFO", "bedrock_otel")
+    bedrock_otel.instrument(meter_provider=provider, traces=False, metrics="otel")
+    try:
+        drive(bedrock_otel_server, "first_party", "sync", "create", "normal")
+        points = _otel_families(reader)
+    finally:
+        bedrock_otel.uninstrument()
+    assert [p.count for p in points[c.TIME_PER_OUTPUT_CHUNK.name]] == [2]
+    assert (not seen) is fed
+    assert ("recorded point by point" in caplog.text) is not fed
+    assert reader._collect is own_callback
+
+
+LATE_PROVIDER_CHILD = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import bedrock_otel
+from bedrock_otel import runtime
+from bedrock_otel.testing import LoopbackServer
+from bedrock_otel.testing.workload import consume, make_client
+
+bedrock_otel.instrument(metrics=sys.argv[1])  # no MeterProvider anywhere yet: the API's placeholder
+with LoopbackServer() as server:
+    consume(make_client(server, "first_party", "sync"), "first_party", "create", "normal")
+    held = sum(len(getattr(r, "_pending", ())) for r in runtime.ACTIVE.recorders)
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))  # the application's, set late
+    consume(make_client(server, "first_party", "sync"), "first_party", "create", "normal")
+data = reader.get_metrics_data()
+points = {m.name: m.data.data_points for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+print(held, sum(p.value for p in points["anthropic.streams"]),
+      sum(p.count for p in points["gen_ai.client.operation.time_per_output_chunk"]))
+"""
+
+
+@pytest.mark.parametrize("backends", ["prometheus,otel", "otel"])
+def test_a_provider_set_after_instrument_is_fed_every_stream_and_nothing_waits_for_it(backends: str) -> None:
+    """Before the application sets a MeterProvider nothing is held for it; the one it sets later gets every
+    stream's numbers, those before it included (kept in the native store)."""
+    from procs import run_python
+
+    out = run_python("import sys\n" + LATE_PROVIDER_CHILD.replace("sys.argv[1]", repr(backends)))
+    assert out.split() == ["0", "2", "4"]  # nothing queued; 2 streams; 2 chunk times each

@@ -26,6 +26,8 @@ SCOPE = "bedrock_otel"
 PATCHER = Patcher()
 _PROMETHEUS_RECORDERS: dict[int, Any] = {}  # one per registry, so counters survive re-instrumenting
 _OTEL_RECORDERS: dict[int, Any] = {}  # one per meter provider (instruments cannot be unregistered)
+_FEED_STORES: dict[int, Any] = {}  # a fed provider's own store, when there is no Prometheus one to share
+_FEEDS: list[Any] = []  # attached to their providers' readers by instrument(), detached by uninstrument()
 _EXPORTERS: list[exporters.Exporters] = []  # what instrument() started, for uninstrument() to stop
 
 
@@ -46,12 +48,15 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         settings = Settings.load(kwargs)  # raises ConfigError naming the setting
         exporters.check(settings)
         recorders = []
-        if "prometheus" in settings.metrics:
-            recorders.append(_prometheus_recorder(registry))
+        prometheus = _prometheus_recorder(registry) if "prometheus" in settings.metrics else None
+        if prometheus is not None:
+            recorders.append(prometheus)
         started = exporters.start(settings, tracer_provider, meter_provider, registry)
         _EXPORTERS.append(started)
         if "otel" in settings.metrics:
-            recorders.append(_otel_recorder(started.pipelines.meter_provider))
+            otel = _otel_recorder(started.pipelines.meter_provider, prometheus)
+            if otel is not None:
+                recorders.append(otel)
         tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=started.pipelines.tracer_provider)
         runtime.ACTIVE = runtime.Runtime(settings, recorders, tracer)
         exporters.guard.on_dropped = _count_export_failed
@@ -60,6 +65,8 @@ class BedrockOtelInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _uninstrument(self, **kwargs: Any) -> None:
         runtime.ACTIVE = None
         PATCHER.restore()
+        while _FEEDS:
+            _FEEDS.pop().close()
         while _EXPORTERS:
             _EXPORTERS.pop().close()
 
@@ -92,7 +99,8 @@ def _release_parent_servers() -> None:
 
 
 def _forget_recorded() -> None:
-    for recorder in (*_PROMETHEUS_RECORDERS.values(), *(cached[1] for cached in _OTEL_RECORDERS.values())):
+    for recorder in (*_PROMETHEUS_RECORDERS.values(), *(cached[1] for cached in _OTEL_RECORDERS.values()),
+                     *(cached[1] for cached in _FEED_STORES.values())):
         recorder.forget()
 
 
@@ -118,12 +126,47 @@ def _prometheus_recorder(registry: Any) -> Any:
     return recorder
 
 
-def _otel_recorder(meter_provider: Any) -> Any:
+def _otel_recorder(meter_provider: Any, prometheus: Any) -> Any:
+    """OpenTelemetry metrics: fed to the provider's readers from a native store where the provider allows it
+    exactly (`telemetry/otel_feed.py`), the Prometheus recorder's if there is one (then there is nothing more to
+    record: None); else recorded point by point through the Metrics API. With no provider set yet, the one the
+    application sets later is connected at the first stream end after it."""
+    from .telemetry import otel_feed
+
+    provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+    shared = prometheus.native if prometheus is not None else None
+    own = None if shared is not None else _feed_store(provider)
+    families = shared if shared is not None else own.families  # type: ignore[union-attr]
+    if meter_provider is None and not exporters.otlp.global_is_set(exporters.otlp.METRICS):
+        return otel_feed.LateFeed(provider, own, lambda late: _feed_or_points(late, families, own))
+    return _feed_or_points(provider, families, own)
+
+
+def _feed_store(provider: Any) -> Any:
+    """A fed provider's own store (kept per provider: a later instrument() continues its cumulative totals)."""
+    from .telemetry import otel_feed
+
+    cached = _FEED_STORES.get(id(provider))
+    if cached is None or cached[0] is not provider:
+        cached = _FEED_STORES[id(provider)] = (provider, otel_feed.FeedRecorder())
+    return cached[1]
+
+
+def _feed_or_points(provider: Any, families: Any, own: Any) -> Any:
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from .telemetry import otel_feed
     from .telemetry.otel import OtelRecorder
 
-    key = id(meter_provider)
-    cached = _OTEL_RECORDERS.get(key)
-    if cached is None or cached[0] is not meter_provider:
-        meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
-        cached = _OTEL_RECORDERS[key] = (meter_provider, OtelRecorder(meter))
+    why_not = otel_feed.unfeedable(provider, SCOPE)
+    if why_not is None:
+        feed = otel_feed.Feed(provider, families, InstrumentationScope(SCOPE, __version__))
+        feed.attach()
+        _FEEDS.append(feed)
+        return own
+    log.info("bedrock_otel: OpenTelemetry metrics recorded point by point: %s", why_not)
+    cached = _OTEL_RECORDERS.get(id(provider))
+    if cached is None or cached[0] is not provider:
+        meter = metrics.get_meter(SCOPE, __version__, meter_provider=provider)
+        cached = _OTEL_RECORDERS[id(provider)] = (provider, OtelRecorder(meter))
     return cached[1]

@@ -6,6 +6,9 @@ label on every scrape). Here a scrape of our families is string joins over text 
 (`render`), while `collect()` still gives prometheus_client's own objects to anything else that reads the
 registry (`get_sample_value`, another exporter, a restricted `name[]` scrape).
 
+OpenTelemetry readers are fed from the same store (`telemetry/otel_feed.py`), so a histogram keeps its min and
+max as well.
+
 Writes come in batches (one per stream end) under one lock; a scrape reads without it. Every read of a value or
 a histogram's bucket list (copied in one C call) is atomic, and a histogram's count is the sum of the buckets it
 renders, so a scrape never shows a histogram that contradicts itself. Not for multiprocess mode: there, values
@@ -14,6 +17,7 @@ must live in prometheus_client's files (`telemetry/prometheus.py` decides).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -56,7 +60,7 @@ def _use_created() -> bool:
 class _Series:
     """One label combination: its value(s), when it was created, and its label text (`a="x",b="y"`)."""
 
-    __slots__ = ("buckets", "created", "created_text", "labels", "rendered", "sum", "value", "version")
+    __slots__ = ("buckets", "created", "created_text", "labels", "max", "min", "rendered", "sum", "value", "version")
 
     def __init__(self, labels: str, bucket_count: int) -> None:
         self.labels = labels
@@ -64,6 +68,7 @@ class _Series:
         self.created_text = floatToGoString(self.created)
         self.value: float = 0
         self.sum: float = 0.0
+        self.min, self.max = math.inf, -math.inf  # a histogram's, for OpenTelemetry (`telemetry/otel_feed.py`)
         self.buckets = [0] * bucket_count if bucket_count else None
         # a histogram's bucket, count and sum lines as of `version` (bumped by every write): a series that did
         # not change since the last scrape is not rendered again
@@ -207,6 +212,10 @@ class NativeFamilies:
                             else:
                                 series.buckets[bisect_left(family.bounds, value)] += 1  # type: ignore[index]
                                 series.sum += value
+                                if value < series.min:
+                                    series.min = value
+                                if value > series.max:
+                                    series.max = value
                         finally:  # after the change (a scrape reads the version first), even a partial one
                             series.version += 1
                 except Exception:
@@ -250,6 +259,8 @@ def _observe_points(bounds: list[float], series: _Series, points: Sequence[float
     for point in points:
         buckets[bisect_left(bounds, point)] += 1  # type: ignore[index]
     series.sum += sum(points)
+    if points:
+        series.min, series.max = min(series.min, min(points)), max(series.max, max(points))
 
 
 # registry -> the families a recorder keeps natively in it, for the exposition (`exporters/exposition.py`)
