@@ -11,7 +11,9 @@ environment; each peer runs in its own uv environment (same Python, same anthrop
 Per configuration and path: median and minimum seconds per repetition, the instrumented/bare ratio paired
 round by round (ratio of the two processes' minima; the table shows the median over rounds), the added
 microseconds per event on a 2,000-event stream ("long"), and the added microseconds per stream on 20-event
-streams ("short", the fixed cost), and the time to collect the metrics the run recorded (OpenTelemetry reader
+streams ("short", the fixed cost); the same two for the process's CPU time over every thread, the metric
+collection and /metrics scrape after each repetition included (what a reader thread or scraper spends on what
+the repetition recorded); and the time to collect the metrics the run recorded (OpenTelemetry reader
 collection, plus bedrock_otel's /metrics text where it records into Prometheus). Then `footprint.py` (memory per
 in-flight stream, /metrics scrape time at full cardinality and on a realistic mix).
 Prints tables and writes everything to `--json`.
@@ -82,6 +84,7 @@ def schedule(args: argparse.Namespace, bodies: Path) -> dict[str, Any]:
                 order = ("bare", config) if round_number % 2 == 0 else (config, "bare")
                 pair = {name: run_one(python, name, bodies, args) for name in order}
                 runs[config].append({"bare": pair["bare"]["seconds"], "config": pair[config]["seconds"],
+                                     "bare_cpu": pair["bare"]["cpu_seconds"], "cpu": pair[config]["cpu_seconds"],
                                      "anthropic": pair[config]["anthropic"],
                                      "scrape_ms": pair[config].get("scrape_ms")})
         print(f"  round {round_number + 1}/{args.rounds} done", file=sys.stderr, flush=True)
@@ -97,6 +100,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 inst = [p["config"][workload][path] for p in pairs]
                 ratios = [min(i) / min(b) for i, b in zip(inst, bare)]
                 added = [min(i) - min(b) for i, b in zip(inst, bare)]
+                cpu_added = [min(i) - min(b) for i, b in zip((p["cpu"][workload][path] for p in pairs),
+                                                             (p["bare_cpu"][workload][path] for p in pairs))]
                 flat_bare = [t for times in bare for t in times]
                 flat_inst = [t for times in inst for t in times]
                 rows.append({
@@ -106,6 +111,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     "paired_ratio": statistics.median(ratios), "ratio_spread": [min(ratios), max(ratios)],
                     "us_per_event": statistics.median(added) / (events * streams) * 1e6,
                     "us_per_stream": statistics.median(added) / streams * 1e6, "rounds": len(pairs),
+                    "cpu_us_per_event": statistics.median(cpu_added) / (events * streams) * 1e6,
+                    "cpu_us_per_stream": statistics.median(cpu_added) / streams * 1e6,
                     "scrape_ms": statistics.median([p["scrape_ms"] for p in pairs if p.get("scrape_ms") is not None]
                                                    or [float("nan")]),
                 })
@@ -131,8 +138,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def print_summary(rows: list[dict[str, Any]]) -> None:
     """One line per configuration, mean over the sync/async and create/helper paths of each provider."""
     print("\n| configuration | first-party ratio | µs/event | Bedrock ratio | µs/event "
-          "| fixed µs/stream (first-party / Bedrock) | metrics collection ms |")
-    print("|---|---|---|---|---|---|---|")
+          "| fixed µs/stream (first-party / Bedrock) | CPU µs/event, all threads (first-party / Bedrock) "
+          "| CPU µs/stream, all threads | metrics collection ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     by_config: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_config[r["config"]].append(r)
@@ -147,8 +155,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             cells += [mean(config_rows, "long", provider, "paired_ratio", ".3f"),
                       mean(config_rows, "long", provider, "us_per_event", "+.2f")]
         short = " / ".join(mean(config_rows, "short", p, "us_per_stream", "+.0f") for p in replay.PROVIDERS)
+        cpu_long = " / ".join(mean(config_rows, "long", p, "cpu_us_per_event", "+.2f") for p in replay.PROVIDERS)
+        cpu_short = " / ".join(mean(config_rows, "short", p, "cpu_us_per_stream", "+.0f") for p in replay.PROVIDERS)
         scrape = statistics.median(r["scrape_ms"] for r in config_rows)
-        print(f"| {config} | {' | '.join(cells)} | {short} | {scrape:.2f} |")
+        print(f"| {config} | {' | '.join(cells)} | {short} | {cpu_long} | {cpu_short} | {scrape:.2f} |")
 
 
 def main() -> None:

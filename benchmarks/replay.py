@@ -10,7 +10,9 @@ network noise stays out, while the SDK's real decoders, SigV4 signing and stream
 Every configuration, bare included, has the same telemetry pipeline: an SDK TracerProvider with a
 SimpleSpanProcessor into memory and a MeterProvider with an in-memory reader, so a configuration pays for what
 it records and nothing else. The SDK's own tracing (1.14+) is off (`open_telemetry=False`) except where it is
-the configuration measured. Prints one JSON object: seconds per repetition, by path and workload.
+the configuration measured. Prints one JSON object, by path and workload: per repetition, the stream loop's
+seconds, and the process's CPU seconds (every thread) for the loop plus the metric collection and /metrics
+scrape after it, so that work another thread would do is counted too.
 """
 
 from __future__ import annotations
@@ -122,6 +124,14 @@ class Configuration:
     setup: Callable[[Pipeline], dict[str, Any]]  # instruments; returns extra client options
     requirements: tuple[str, ...] = ()  # what a peer's own environment installs (empty: bedrock_otel's env)
     min_sdk: tuple[int, ...] = (0,)
+    # telemetry around the caller's loop instead of instrumentation: given the pipeline, wraps a stream's events
+    wrap: Callable[[Pipeline], Callable[[Any], Any]] | None = None
+
+
+def _hand_written(pipeline: Pipeline) -> Callable[[Any], Any]:
+    from floor import hand_written  # bedrock_otel's environment only (the floor uses its semantic conventions)
+
+    return hand_written(pipeline.tracer_provider, pipeline.meter_provider)
 
 
 BARE = Configuration("bare", lambda pipeline: {})
@@ -133,6 +143,7 @@ CONFIGURATIONS = {c.name: c for c in (
     Configuration("bedrock_otel prometheus-only", _bedrock_otel(traces=False, metrics="prometheus")),
     Configuration("bedrock_otel hooks-only", _bedrock_otel(traces=False, metrics="none")),  # the hooks' own cost
     Configuration("bedrock_otel retry", _bedrock_otel(retry=True)),  # healthy streams: the read-ahead's cost
+    Configuration("floor", lambda pipeline: {}, wrap=_hand_written),  # the same telemetry by hand, sync paths
     Configuration("sdk built-in tracing", _sdk_builtin, min_sdk=(1, 14)),
     Configuration("traceloop", _instrumentor("opentelemetry.instrumentation.anthropic", meters=True),
                   ("opentelemetry-instrumentation-anthropic==0.62.4",)),
@@ -183,22 +194,27 @@ def make_client(provider: str, asynchronous: bool, body: bytes, options: dict[st
     return cls(base_url="http://replay.invalid", max_retries=0, http_client=http_client, **credentials, **options)
 
 
-def stream_runner(path: str, client: Any, streams: int) -> Callable[[], Any]:
-    """A callable that reads `streams` streams to the end (for async paths: a coroutine function)."""
+def stream_runner(path: str, client: Any, streams: int,
+                  wrap: Callable[[Any], Any] | None = None) -> Callable[[], Any]:
+    """A callable that reads `streams` streams to the end (for async paths: a coroutine function); `wrap`
+    (sync paths) is put around each stream's events."""
     provider, api, mode = path.split("/")
     request = {"model": MODELS[provider], "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
     messages = client.messages
+    around = wrap or (lambda events: events)
     if mode == "sync":
         def run() -> None:
             for _ in range(streams):
                 if api == "create":
-                    for _ in messages.create(stream=True, **request):
+                    for _ in around(messages.create(stream=True, **request)):
                         pass
                 else:
                     with messages.stream(**request) as stream:
-                        for _ in stream:
+                        for _ in around(stream):
                             pass
         return run
+    if wrap is not None:
+        raise ValueError(f"{path}: a wrapped configuration runs the sync paths only")
 
     async def arun() -> None:
         for _ in range(streams):
@@ -212,17 +228,26 @@ def stream_runner(path: str, client: Any, streams: int) -> Callable[[], Any]:
     return arun
 
 
-def time_reps(run: Callable[[], Any], reps: int, pipeline: Pipeline, loop: asyncio.AbstractEventLoop) -> list[float]:
+def time_reps(run: Callable[[], Any], reps: int, pipeline: Pipeline,
+              loop: asyncio.AbstractEventLoop) -> tuple[list[float], list[float]]:
+    """Per repetition: the stream loop's wall time, and the process's CPU time (every thread) for the loop and
+    the telemetry work it leaves behind: the metric reader's collection and export, and a scrape of the
+    configuration's /metrics (what a reader thread and a scraper would spend on it, counted here)."""
     call = (lambda: loop.run_until_complete(run())) if inspect.iscoroutinefunction(run) else run
     call()  # warm-up: imports, botocore's service model, first-time class caches
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
         pipeline.export()
         gc.collect()
+        started_cpu = time.process_time()
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return times
+        pipeline.export()
+        for scrape in SCRAPES:
+            scrape()
+        cpu.append(time.process_time() - started_cpu)
+    return times, cpu
 
 
 def main() -> None:
@@ -238,19 +263,26 @@ def main() -> None:
         sys.exit(f"{configuration.name} needs anthropic >= {'.'.join(map(str, configuration.min_sdk))}")
     pipeline = Pipeline.build()
     options = configuration.setup(pipeline)
+    wrap = configuration.wrap(pipeline) if configuration.wrap is not None else None
     loop = asyncio.new_event_loop()
     results: dict[str, dict[str, list[float]]] = {}
+    cpu: dict[str, dict[str, list[float]]] = {}
     for workload in args.workloads.split(","):
         events, streams = WORKLOADS[workload]
         for path in args.paths.split(","):
             provider, _api, mode = path.split("/")
+            if wrap is not None and mode != "sync":
+                continue
             body = (args.bodies / f"{provider}-{events}.bin").read_bytes()
             client = make_client(provider, mode == "async", body, options)
-            run = stream_runner(path, client, streams)
-            results.setdefault(workload, {})[path] = time_reps(run, args.reps, pipeline, loop)
+            run = stream_runner(path, client, streams, wrap)
+            times, cpu_times = time_reps(run, args.reps, pipeline, loop)
+            results.setdefault(workload, {})[path] = times
+            cpu.setdefault(workload, {})[path] = cpu_times
     loop.close()
     print(json.dumps({"config": configuration.name, "anthropic": anthropic.__version__,
-                      "python": sys.version.split()[0], "seconds": results, "scrape_ms": scrape_ms(pipeline)}))
+                      "python": sys.version.split()[0], "seconds": results, "cpu_seconds": cpu,
+                      "scrape_ms": scrape_ms(pipeline)}))
 
 
 def scrape_ms(pipeline: Pipeline, times: int = 5) -> float:
