@@ -44,6 +44,30 @@ def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Pat
     assert scrape["series"] > 0 and scrape["samples"] > scrape["series"] and scrape["median_ms"] > 0
 
 
+def test_the_floor_makes_the_default_telemetry_by_hand_and_every_thread_is_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor configuration: one span and the default's metrics for a stream, with no bedrock_otel; compare.py
+    reports the process's CPU time (every thread) beside the stream loop's."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import replay
+    pipeline = replay.Pipeline.build()
+    wrap = replay.CONFIGURATIONS["floor"].wrap(pipeline)
+    client = replay.make_client("first_party", False, replay.make_body("first_party", 20), {})
+    replay.stream_runner("first_party/create/sync", client, 2, wrap)()
+    assert [s.name for s in pipeline.spans.get_finished_spans()] == ["chat claude-opus-4-7"] * 2
+    data = pipeline.metrics.get_metrics_data()
+    points = {m.name: m.data.data_points for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert [p.count for p in points["gen_ai.client.operation.time_per_output_chunk"]] == [2 * 14]  # 15 deltas each
+    assert sum(p.value for p in points["anthropic.streams"]) == 2
+
+    _stdout, report = _compare(tmp_path, "--configs", "floor", "--paths", "first_party/create/sync", "--footprint",
+                               "none")
+    rows = {r["workload"]: r for r in report["rows"]}
+    assert rows.keys() == {"long", "short"} and all(r["config"] == "floor" for r in rows.values())
+    assert rows["long"]["cpu_us_per_event"] == rows["long"]["cpu_us_per_event"]  # a number, not NaN
+    assert report["raw"]["floor"][0]["cpu"]["short"]["first_party/create/sync"][0] > 0
+
+
 @pytest.mark.heavy
 def test_compare_runs_every_peer_in_its_own_environment(tmp_path: Path) -> None:
     """Builds the peers' uv environments (PyPI) on first use; run in the heavy session."""
@@ -83,15 +107,17 @@ def test_boto3_cost_times_both_apis_bare_and_instrumented(tmp_path: Path) -> Non
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["boto3_invoke", "boto3_converse"]
 
 
-@pytest.mark.heavy  # valgrind runs the interpreter ~50 times slower: ~2 minutes even at this size
+@pytest.mark.heavy  # valgrind runs the interpreter ~50 times slower: over a minute even at this size
 def test_instruction_counts_per_stream_come_out_for_each_configuration(tmp_path: Path) -> None:
+    """The harness end to end, on one configuration (each run under valgrind costs ~35 s of interpreter start-up,
+    whatever the configuration)."""
     out = tmp_path / "instructions.json"
     # GC off: at 2 and 6 streams a cyclic collection that falls in one run and not the other outweighs the
     # streams (CI once saw -62,180 instructions per stream); with it off the difference is the streams alone
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "instructions.py"), "--configs", "bare,hooks",
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "instructions.py"), "--configs", "hooks",
                              "--streams", "2", "--warmup", "1", "--gc", "off", "--json", str(out)],
                             capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert set(figures) == {"bare", "hooks"} and figures["bare"]["Ir"] > 100_000  # a stream is ~5 M instructions
+    assert set(figures) == {"hooks"} and figures["hooks"]["Ir"] > 100_000  # a stream is ~5 M instructions
     assert "instructions over bare" in result.stdout and "hooks" in result.stdout
