@@ -438,3 +438,36 @@ def test_a_provider_set_after_instrument_is_fed_every_stream_and_nothing_waits_f
 
     out = run_python("import sys\n" + LATE_PROVIDER_CHILD.replace("sys.argv[1]", repr(backends)))
     assert out.split() == ["0", "2", "4"]  # nothing queued; 2 streams; 2 chunk times each
+
+
+def test_a_late_provider_is_connected_once_when_streams_end_together() -> None:
+    """Two stream ends that both see the newly set provider: one connects it, the other records its batch as
+    usual (neither connects it twice, nor fails the batch)."""
+    import threading
+    import time
+
+    from bedrock_otel.telemetry.otel_feed import LateFeed
+
+    connected: list[Any] = []
+    provider = object()
+    late = LateFeed(object(), None, lambda p: connected.append(p))
+
+    def slow_current() -> Any:  # widens the window between seeing the provider and connecting it
+        time.sleep(0.05)
+        return provider
+
+    late._current = slow_current  # type: ignore[method-assign]
+    failed: list[BaseException] = []
+
+    def stream_end() -> None:
+        try:
+            late.record_all([])
+        except BaseException as error:
+            failed.append(error)
+
+    ends = [threading.Thread(target=stream_end) for _ in range(2)]
+    for end in ends:
+        end.start()
+    for end in ends:
+        end.join()
+    assert connected == [provider] and not failed

@@ -184,15 +184,17 @@ class LateFeed:
         self._current = metrics.get_meter_provider
         self._placeholder = placeholder
         self._own = own  # the store to keep when there is no Prometheus one to share (None: there is)
-        self._connect: Callable[[Any], Any] | None = connect
+        self._connect = [connect]  # popped (atomically) by the one stream end that connects
         self._delegate: Any = None
 
     def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
-        if self._connect is not None:
-            provider = self._current()
-            if provider is not self._placeholder:
-                connect, self._connect = self._connect, None
-                self._delegate = connect(provider)
+        if self._connect and self._current() is not self._placeholder:
+            try:
+                connect = self._connect.pop()
+            except IndexError:  # another thread's stream end is connecting it
+                pass
+            else:
+                self._delegate = connect(self._current())
         if self._delegate is not None:
             return self._delegate.record_all(items)  # type: ignore[no-any-return]
         return self._own.record_all(items) if self._own is not None else []
