@@ -361,13 +361,20 @@ def test_headers_are_read_in_one_pass_as_headers_get_reads_them() -> None:
 
 
 def _measurements_through_the_sdk(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every measurement the OpenTelemetry SDK is handed through its Metrics API, synchronous or observed."""
+    """Every measurement of bedrock_otel's instruments the OpenTelemetry SDK is handed through its Metrics API,
+    synchronous or observed (not the SDK's own: some versions measure their readers' collections)."""
     from opentelemetry.sdk.metrics._internal import measurement_consumer
 
+    ours = {instrument.name for instrument in c.CATALOG}
     seen: list[Any] = []
     consume = measurement_consumer.SynchronousMeasurementConsumer.consume_measurement
-    monkeypatch.setattr(measurement_consumer.SynchronousMeasurementConsumer, "consume_measurement",
-                        lambda self, measurement: (seen.append(measurement), consume(self, measurement))[1])
+
+    def spied(self: Any, measurement: Any, *args: Any) -> Any:
+        if measurement.instrument.name in ours:
+            seen.append(measurement)
+        return consume(self, measurement, *args)
+
+    monkeypatch.setattr(measurement_consumer.SynchronousMeasurementConsumer, "consume_measurement", spied)
     return seen
 
 
