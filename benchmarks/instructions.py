@@ -12,7 +12,7 @@ of the process. Deterministic with `PYTHONHASHSEED=0` (set here) for one tree at
 copied to another path moved by up to 7 k instructions per stream (4 k default, 7 k hooks: where objects land
 changes dict probing), so an A/B of two commits is a tie below ~10 k. It includes the metric collection a
 reader does after the streams (`Pipeline.export`), where OpenTelemetry readers get their data. Needs valgrind
-(`apt-get install valgrind`); ~3 minutes per 20-event configuration on 2 cores (two configurations at a time).
+(`apt-get install valgrind`); ~3 minutes per 20-event configuration on 2 cores (two runs at a time).
 
 Configurations: bare (no instrumentation), hooks (bedrock_otel with nothing recorded: `metrics="none"`,
 `traces=False`), prometheus (the Prometheus recorder only), metrics (both recorders, no spans), default (the
@@ -84,9 +84,8 @@ def counted(config: str, warmup: int, streams: int, tmp: Path, gc: str = "on", e
     return dict(zip(events, map(int, totals)))
 
 
-def per_stream(config: str, warmup: int, streams: int, tmp: Path, gc: str = "on",
-               events: int = 20) -> dict[str, float]:
-    small, large = (counted(config, warmup, n, tmp, gc, events) for n in (streams, 3 * streams))
+def per_stream(small: dict[str, int], large: dict[str, int], streams: int) -> dict[str, float]:
+    """One stream's counts: the difference of the `streams` and `3 * streams` runs over twice `streams`."""
     return {event: (large[event] - small[event]) / (2 * streams) for event in EVENTS}
 
 
@@ -107,10 +106,12 @@ def main() -> None:
         parser.error(f"--configs: unknown {', '.join(unknown) or 'none given'}; accepted values: {', '.join(SETTINGS)}")
     if shutil.which("valgrind") is None:
         sys.exit("instructions.py needs valgrind on PATH (Debian: apt-get install valgrind)")
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {c: pool.submit(per_stream, c, args.warmup, args.streams, Path(tmp), args.gc, args.events)
+    sizes = (args.streams, 3 * args.streams)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=2) as pool:  # two runs at a time
+        runs = {(c, n): pool.submit(counted, c, args.warmup, n, Path(tmp), args.gc, args.events)
+                for c in configs for n in sizes}
+        results = {c: per_stream(runs[c, sizes[0]].result(), runs[c, sizes[1]].result(), args.streams)
                    for c in configs}
-        results = {c: future.result() for c, future in futures.items()}
     print(f"per {args.events}-event first-party stream, {args.streams} and {3 * args.streams} streams after "
           f"{args.warmup}{', cyclic GC off' if args.gc == 'off' else ''}:")
     header = "".join(f"{name:>18}" for name in EVENTS.values())

@@ -109,8 +109,8 @@ def test_boto3_cost_times_both_apis_bare_and_instrumented(tmp_path: Path) -> Non
 
 @pytest.mark.heavy  # valgrind runs the interpreter ~50 times slower: over a minute even at this size
 def test_instruction_counts_per_stream_come_out_for_each_configuration(tmp_path: Path) -> None:
-    """The harness end to end, on one configuration (each run under valgrind costs ~35 s of interpreter start-up,
-    whatever the configuration)."""
+    """The harness end to end, on one configuration: its two runs (~70 s each under valgrind, mostly the
+    interpreter's start-up and imports) side by side."""
     out = tmp_path / "instructions.json"
     # GC off: at 2 and 6 streams a cyclic collection that falls in one run and not the other outweighs the
     # streams (CI once saw -62,180 instructions per stream); with it off the difference is the streams alone
