@@ -41,14 +41,16 @@ END_ATTRIBUTES = {sc.OUTCOME: sc.OUTCOME_COMPLETED, sc.RESPONSE_ID: "msg_01", sc
 BOUNDARIES = (sc.MESSAGE_START, sc.CONTENT_BLOCK_START, sc.CONTENT_BLOCK_STOP, sc.MESSAGE_DELTA, sc.MESSAGE_STOP)
 
 
-def hand_written(tracer_provider: Any, meter_provider: Any) -> Callable[[Iterable[Any]], Iterator[Any]]:
+def hand_written(tracer_provider: Any, meter_provider: Any,
+                 registry: CollectorRegistry | None = None) -> Callable[[Iterable[Any]], Iterator[Any]]:
     """A wrapper for a stream's events that makes bedrock_otel's default telemetry by hand: the span (start and
     end attributes, boundary events), the event, stream, token and in-flight counts, and the duration, time to
     first chunk, time per output chunk and token histograms, into prometheus_client and the OpenTelemetry
-    Metrics API (one `record()` per chunk time, as the API takes them)."""
+    Metrics API (one `record()` per chunk time, as the API takes them). `registry`: where the Prometheus
+    metrics go (a new one by default), for the caller to scrape."""
     tracer = tracer_provider.get_tracer("floor")
     meter = meter_provider.get_meter("floor")
-    registry = CollectorRegistry()
+    registry = CollectorRegistry() if registry is None else registry
     key = ("anthropic", "first_party", "claude-opus-4-7", "messages")
     attributes = dict(zip((sc.PROVIDER, sc.PLATFORM, sc.REQUEST_MODEL, sc.STREAM_API), key))
     chat = {**attributes, sc.OPERATION_NAME: sc.OPERATION_CHAT}

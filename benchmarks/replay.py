@@ -130,8 +130,11 @@ class Configuration:
 
 def _hand_written(pipeline: Pipeline) -> Callable[[Any], Any]:
     from floor import hand_written  # bedrock_otel's environment only (the floor uses its semantic conventions)
+    from prometheus_client import CollectorRegistry, generate_latest
 
-    return hand_written(pipeline.tracer_provider, pipeline.meter_provider)
+    registry = CollectorRegistry()
+    SCRAPES.append(lambda: generate_latest(registry))  # its /metrics, scraped as bedrock_otel's is
+    return hand_written(pipeline.tracer_provider, pipeline.meter_provider, registry)
 
 
 BARE = Configuration("bare", lambda pipeline: {})
