@@ -17,7 +17,6 @@ our instruments, a provider that is not the SDK's).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -156,13 +155,13 @@ class Feed:
                 for values, s in series:
                     counts = tuple(s.buckets)  # type: ignore[arg-type]
                     points.append(HistogramDataPoint(
-                        attributes=self.attributes(instrument, values), start_time_unix_nano=_ns(s.created),
+                        attributes=self.attributes(instrument, values), start_time_unix_nano=int(s.created * 1e9),
                         time_unix_nano=now_ns, count=sum(counts), sum=s.sum, bucket_counts=counts,
                         explicit_bounds=bounds, min=s.min, max=s.max))
                 data: Any = Histogram(data_points=points, aggregation_temporality=cumulative)
             else:
                 numbers = [NumberDataPoint(attributes=self.attributes(instrument, values),
-                                           start_time_unix_nano=None if kind is Kind.GAUGE else _ns(s.created),
+                                           start_time_unix_nano=None if kind is Kind.GAUGE else int(s.created * 1e9),
                                            time_unix_nano=now_ns, value=s.value) for values, s in series]
                 data = Gauge(data_points=numbers) if kind is Kind.GAUGE else \
                     Sum(data_points=numbers, aggregation_temporality=cumulative,
@@ -222,7 +221,3 @@ class FeedRecorder:
 
     def close(self) -> None:
         """The store stays: a later instrument() of the same provider continues its cumulative totals."""
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9) if math.isfinite(seconds) else 0
