@@ -25,6 +25,7 @@ def _compare(tmp_path: Path, *args: str) -> tuple[str, dict]:
     return result.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.heavy  # ~50 s of benchmark loops on one core: once per CI run, not at every Python and floor
 def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Path) -> None:
     paths = "first_party/create/sync,bedrock/helper/async"
     ours = "bedrock_otel,bedrock_otel metrics-only,bedrock_otel spans-only,sdk built-in tracing"
@@ -44,6 +45,7 @@ def test_compare_runs_every_configuration_of_ours_paired_with_bare(tmp_path: Pat
     assert scrape["series"] > 0 and scrape["samples"] > scrape["series"] and scrape["median_ms"] > 0
 
 
+@pytest.mark.heavy
 def test_the_floor_makes_the_default_telemetry_by_hand_and_every_thread_is_counted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The floor configuration: one span and the default's metrics for a stream, with no bedrock_otel; compare.py
