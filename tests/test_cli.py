@@ -41,7 +41,7 @@ def cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedPro
 
 
 @SDK_ENDS
-@pytest.mark.parametrize("command", ["run", "demo", "doctor"])
+@pytest.mark.parametrize("command", ["run", "demo", "doctor", "dashboards"])
 def test_every_option_has_help_text(command: str) -> None:
     import argparse
 

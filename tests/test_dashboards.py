@@ -55,12 +55,43 @@ def substitute(expr: str, window: str = "1m") -> str:
 def test_committed_files_are_what_the_generator_writes() -> None:
     generated = files.generated()
     on_disk = {str(p.relative_to(OUT)): p.read_text() for p in OUT.rglob("*") if p.is_file() and p.name != "README.md"}
-    assert on_disk.keys() == generated.keys(), "run: python -m bedrock_otel.monitoring dashboards"
+    assert on_disk.keys() == generated.keys(), "run: bedrock-otel dashboards"
     for path, text in generated.items():
-        assert on_disk[path] == text, f"{path} differs; run: python -m bedrock_otel.monitoring dashboards"
+        assert on_disk[path] == text, f"{path} differs; run: bedrock-otel dashboards"
     for path in generated:  # and the YAML written here parses to the structure it was written from
         if path.endswith((".yml", ".yaml")):
             assert yaml.safe_load((OUT / path).read_text())
+
+
+def test_the_dashboards_command_writes_every_file_with_runbook_links_and_refuses_what_it_cannot_do(
+        tmp_path: Path) -> None:
+    """`bedrock-otel dashboards DIR` (what a user who installed a wheel has) writes what the repository commits;
+    `--runbook-url` points every rule at another copy of the runbooks; bad input gets a clear error, no folder."""
+    cli = [str(Path(sys.executable).with_name("bedrock-otel")), "dashboards"]
+    written = subprocess.run([*cli, str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert written.returncode == 0, written.stderr
+    assert {str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()} == \
+        set(files.generated())
+    assert (tmp_path / "out" / "prometheus" / "bedrock-otel-alerts.yml").read_text() == RULES.read_text()
+
+    wiki = "https://wiki.example.com/runbooks/bedrock-otel"
+    module = subprocess.run([sys.executable, "-m", "bedrock_otel.monitoring", str(tmp_path / "wiki"), "--runbook-url",
+                             wiki], capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0, module.stderr
+    for path in ("prometheus/bedrock-otel-alerts.yml", "grafana/provisioning/alerting/bedrock-otel-alerts.yaml"):
+        links = re.findall(r'runbook_url: "([^"]+)"', (tmp_path / "wiki" / path).read_text())
+        assert links == [f"{wiki}#{a.name.lower()}" for a in alerts.ALERTS]
+
+    (tmp_path / "a-file").write_text("")
+    for args, says in (([str(tmp_path / "a-file")], "is not a directory"),
+                       ([str(tmp_path / "x"), "--runbook-url", "docs/alerts.md"], "--runbook-url must be an absolute"),
+                       (["--bogus"], "unrecognized arguments: --bogus")):
+        refused = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+    helped = subprocess.run([sys.executable, "-m", "bedrock_otel.monitoring", "--help"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert helped.returncode == 0 and "--runbook-url" in helped.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "out", "wiki"]  # no folder named --help or x
 
 
 # -- Prometheus rules --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The `bedrock-otel` command: `run` a program instrumented, `demo` the main job, `doctor` the installation."""
+"""The `bedrock-otel` command: `run` a program instrumented, `demo` the main job, `doctor` the installation,
+`dashboards` written into a folder."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from ..config import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, doctor, run
+    from . import dashboards, demo, doctor, run
 
     parser = argparse.ArgumentParser(prog="bedrock-otel", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bedrock-otel {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,demo,doctor}", required=True)
-    for module in (run, demo, doctor):
+    commands = parser.add_subparsers(dest="command", metavar="{run,demo,doctor,dashboards}", required=True)
+    for module in (run, demo, doctor, dashboards):
         sub = commands.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)

@@ -19,7 +19,9 @@ RESULT = label(sc.RETRY_RESULT)
 IN_BAND = f"~{sc.SOURCE_ERROR_EVENT}|{sc.SOURCE_EXCEPTION_FRAME}"  # rate limits inside HTTP 200 streams
 GROUP = "bedrock_otel"
 DATASOURCE_UID = "prometheus"  # the uid pinned in provisioning/datasources
-RUNBOOKS = "docs/alerts.md"
+# Where the runbooks are by default (docs/alerts.md, one section per alert); `bedrock-otel dashboards --runbook-url`
+# points the rules at another copy (a wiki, a fork)
+RUNBOOK_URL = "https://github.com/bedrock-otel/bedrock_otel/blob/main/docs/alerts.md"
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,8 @@ class Alert:
         return "bedrock-otel-" + "".join(f"-{ch.lower()}" if ch.isupper() else ch for ch in
                                          self.name.removeprefix("BedrockOtel")).lstrip("-")
 
-    @property
-    def runbook(self) -> str:
-        return f"{RUNBOOKS}#{self.name.lower()}"
+    def runbook(self, base: str = RUNBOOK_URL) -> str:
+        return f"{base}#{self.name.lower()}"
 
 
 def _where(first: str, *more: str) -> str:
@@ -111,18 +112,21 @@ ALERTS: tuple[Alert, ...] = (
           "backend did not take them (down, slow, refusing). The application is not slowed; traces of this "
           "period are incomplete. Check the Collector and `bedrock-otel doctor` on the host."),
     Alert("BedrockOtelTelemetryAbsent",
-          f"count by ({JOB}, {INSTANCE}) (max_over_time({c.INTERNAL_ERRORS.prometheus_name}[1h])) unless "
-          f"count by ({JOB}, {INSTANCE}) ({c.INTERNAL_ERRORS.prometheus_name}) or "
+          f"(count by ({JOB}, {INSTANCE}) (up) unless count by ({JOB}, {INSTANCE}) "
+          f"({c.INTERNAL_ERRORS.prometheus_name})) and on ({JOB}) "
+          f"count by ({JOB}) (max_over_time({c.INTERNAL_ERRORS.prometheus_name}[1h])) or "
           f"absent_over_time({c.INTERNAL_ERRORS.prometheus_name}[10m])", ">", 0, "5m", "critical",
           "bedrock_otel telemetry is missing{{ if $labels.instance }} from {{ $labels.instance }}{{ end }}",
-          "No bedrock_otel metrics{{ if $labels.instance }} from {{ $labels.job }}/{{ $labels.instance }}, which "
-          "exported them within the last hour{{ else }} from any target for 10 minutes{{ end }}: the target is "
-          "down, not scraped, or no longer instrumented. Stream, error-frame and rate-limit alerts cannot fire.",
+          "No bedrock_otel metrics{{ if $labels.instance }} from {{ $labels.job }}/{{ $labels.instance }}, a target "
+          "Prometheus still scrapes, in a job that exported them within the last hour: the target is down or no "
+          "longer instrumented{{ else }} from any target for 10 minutes{{ end }}. Stream, error-frame and "
+          "rate-limit alerts cannot fire. A target that left service discovery (scale-in, a rolling deploy) is not "
+          "missing.",
           window_s=3600),
 )
 
 
-def prometheus_rules(for_override: str | None = None) -> dict[str, Any]:
+def prometheus_rules(for_override: str | None = None, runbooks: str = RUNBOOK_URL) -> dict[str, Any]:
     """The Prometheus rule file (`for_override` shortens every `for`, for end-to-end tests)."""
     rules = []
     for alert in ALERTS:
@@ -132,7 +136,7 @@ def prometheus_rules(for_override: str | None = None) -> dict[str, Any]:
             rule["for"] = duration
         rule["labels"] = {"severity": alert.severity}
         rule["annotations"] = {"summary": alert.summary, "description": alert.description,
-                               "runbook_url": alert.runbook}
+                               "runbook_url": alert.runbook(runbooks)}
         rules.append(rule)
     return {"groups": [{"name": GROUP, "rules": rules}]}
 
@@ -142,7 +146,7 @@ def _grafana_template(text: str) -> str:
     return text.replace("$value", "$values.B.Value")
 
 
-def grafana_rules() -> dict[str, Any]:
+def grafana_rules(runbooks: str = RUNBOOK_URL) -> dict[str, Any]:
     """Grafana-managed alert rules in the file-provisioning format: query A, reduce B (last), threshold C."""
     rules = []
     for alert in ALERTS:
@@ -167,7 +171,8 @@ def grafana_rules() -> dict[str, Any]:
             "for": alert.for_,
             "labels": {"severity": alert.severity},
             "annotations": {"summary": _grafana_template(alert.summary),
-                            "description": _grafana_template(alert.description), "runbook_url": alert.runbook},
+                            "description": _grafana_template(alert.description),
+                            "runbook_url": alert.runbook(runbooks)},
             "isPaused": False,
         })
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": GROUP, "folder": GROUP, "interval": "1m",

@@ -43,8 +43,15 @@ def rate(instrument: Instrument, window: str, by: tuple[str, ...] = (), dashboar
 
 
 def increase(instrument: Instrument, window: str, by: tuple[str, ...] = (), **match: str) -> str:
+    """How much a counter grew over `window`, a series that is new within the window counted from 0. bedrock_otel
+    (like every Prometheus client and OpenTelemetry exporter) creates a series at its first event, so its first
+    sample is already 1 or more, and `increase()` alone ignores a series' first sample: a single malformed start
+    event on a new model, or any burst within one scrape on a new label set, would stay at 0. A series absent at
+    the window's start (`unless ... offset`) counts its whole value instead."""
     grouping = f" by ({', '.join(by)})" if by else ""
-    return f"sum{grouping} (increase({selector(instrument, **match)}[{window}]))"
+    series = selector(instrument, **match)
+    return (f"sum{grouping} ((increase({series}[{window}]) and {series} offset {window}) "
+            f"or ({series} unless {series} offset {window}))")
 
 
 def quantile(q: float, instrument: Instrument, window: str, by: tuple[str, ...] = (), dashboard: bool = False) -> str:
