@@ -33,11 +33,12 @@ def run_python(code: str, *prefix: str, timeout: float = 120, **env: str) -> str
     return result.stdout
 
 
-def prometheus_tool(name: str) -> str:
-    """The path of a binary of Debian's `prometheus` package; skip with how to install it, fail in CI."""
+def prometheus_tool(name: str, package: str = "prometheus") -> str:
+    """The path of a binary of a Debian package (`prometheus`, `prometheus-alertmanager`); skip with how to install
+    it, fail in CI."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not installed: apt-get install prometheus (.ci/run installs it)"
+        message = f"{name} not installed: apt-get install {package} (.ci/run installs it)"
         if os.environ.get("BEDROCK_OTEL_REQUIRE_TOOLS"):
             pytest.fail(message)
         pytest.skip(message)

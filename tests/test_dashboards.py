@@ -21,7 +21,8 @@ import bedrock_otel
 from bedrock_otel.monitoring import alerts, dashboard, files
 from bedrock_otel.monitoring.promql import JOB, VARIABLES
 from bedrock_otel.telemetry import catalog as c
-from bedrock_otel.testing import LoopbackServer, workload
+from bedrock_otel.testing import LoopbackServer, scenarios, workload
+from bedrock_otel.testing.alertmanager import AlertmanagerServer, WebhookReceiver
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.prometheus import PrometheusServer, host_port
 
@@ -325,6 +326,67 @@ def _wait_for_alert(prometheus: PrometheusServer, name: str, timeout: float = 30
                 return dict(alert)
         time.sleep(0.5)
     raise AssertionError(f"{name} did not fire: {prometheus.api('alerts')}")
+
+
+# What docs/alerts.md calls normal: ~1 % of streams ending in an error, a transient in-band rate limit now and then,
+# a few HTTP 429s the SDK retries, one truncated stream
+HEALTHY_NOISE = {"error_mid": 0.01, "rate_limited_then_ok": 0.01, "http_429_then_ok": 0.02, "truncated": 0.005}
+
+
+def _malformed_start_event() -> str | None:
+    """The scenario that reaches the caller of this SDK, on Bedrock, as a #1472 start event with no message."""
+    from packaging.version import Version
+
+    version = Version(__import__("anthropic").__version__)
+    return "error_first" if version < Version("0.110.0") else "unknown_event" if version >= Version("1.16.0") else None
+
+
+def test_alertmanager_pages_a_storm_and_a_single_malformed_event_not_a_healthy_run_and_resolves(
+        tmp_path: Path) -> None:
+    """The shipped rules (only `for:` shortened) through the real Prometheus and Alertmanager to a webhook, as an
+    on-call engineer would get them: quiet on a healthy workload; an in-band storm paged for its model, with the
+    error ratio; one #1472 event on a model that never had one paged at once; the error ratio resolved once healthy
+    traffic dilutes the storm; and when the target's telemetry goes, the absence paged and the alerts on instant
+    series resolved. (Alerts on a `rate()` window, the storm's, resolve when the window has passed: 5 minutes.)"""
+    prometheus_tool("prometheus")
+    prometheus_tool("prometheus-alertmanager", package="prometheus-alertmanager")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(json.dumps(alerts.prometheus_rules(for_override="0s")))
+    malformed = _malformed_start_event()
+    with CapturedTelemetry(prometheus_port=0), LoopbackServer(first_event_delay=0.002) as loopback, \
+            WebhookReceiver() as webhook, AlertmanagerServer(webhook.url) as alertmanager:
+        endpoint = bedrock_otel.metrics_server()
+        assert endpoint is not None
+        instance = host_port(endpoint.url)
+        with PrometheusServer([instance], rule_files=[rules], alertmanagers=[alertmanager.host_port]) as prometheus:
+            prometheus.wait_for_scrapes(1)
+            workload.run(loopback, workload.plan(200, HEALTHY_NOISE, seed=11, clients=("first_party",)))
+            prometheus.wait_for_scrapes(5)  # five evaluations of every rule over the whole run
+            assert prometheus.api("alerts")["alerts"] == [] and webhook.alerts == []
+
+            workload.run(loopback, workload.plan(30, {"rate_limited_then_ok": 1.0}, seed=12, clients=("first_party",)))
+            storm = webhook.wait_for("BedrockOtelInBandRateLimited", gen_ai_request_model=scenarios.MODEL)
+            assert storm["labels"]["severity"] == "warning" and storm["labels"]["gen_ai_provider_name"] == "anthropic"
+            assert storm["annotations"]["runbook_url"].endswith("#bedrockotelinbandratelimited")
+            webhook.wait_for("BedrockOtelStreamErrorRatioHigh", gen_ai_request_model=scenarios.MODEL)
+
+            if malformed is not None:  # one event, on a model whose malformed series does not exist yet
+                workload.run(loopback, [workload.Planned("bedrock", "sync", "create", malformed, "one")])
+                page = webhook.wait_for("BedrockOtelMalformedStartEvent", gen_ai_request_model=scenarios.BEDROCK_MODEL)
+                assert page["annotations"]["description"].startswith("1 stream events in the last 10 minutes")
+
+            # ~34 errors in the window: under 5 % once ~700 streams have run
+            workload.run(loopback, workload.plan(600, {}, seed=13, clients=("first_party",)))
+            webhook.wait_for("BedrockOtelStreamErrorRatioHigh", status="resolved", gen_ai_request_model=scenarios.MODEL)
+
+            endpoint.close()  # the target is still discovered, its telemetry is gone
+            absent = webhook.wait_for("BedrockOtelTelemetryAbsent", instance=instance)
+            assert absent["labels"]["severity"] == "critical"
+            if malformed is not None:
+                webhook.wait_for("BedrockOtelMalformedStartEvent", status="resolved")
+    fired = {a["labels"]["alertname"] for a in webhook.alerts}
+    assert fired == {"BedrockOtelInBandRateLimited", "BedrockOtelStreamErrorRatioHigh", "BedrockOtelTelemetryAbsent",
+                     *(("BedrockOtelMalformedStartEvent",) if malformed else ())}, fired
 
 
 # -- Grafana's own dashboard model ---------------------------------------------------------------------------------

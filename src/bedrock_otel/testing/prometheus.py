@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 class PrometheusNotInstalled(RuntimeError):
@@ -34,44 +34,45 @@ def host_port(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
 
 
-class PrometheusServer:
-    """`prometheus` scraping `targets` (host:port of /metrics endpoints) every `scrape_interval`, with
-    `rule_files` loaded, on 127.0.0.1 and a temporary data directory. A context manager."""
+_Daemon = TypeVar("_Daemon", bound="LoopbackDaemon")
 
-    def __init__(self, targets: Sequence[str], rule_files: Sequence[Path] = (), scrape_interval: str = "1s",
-                 job: str = "bedrock_otel", port: int = 0, binary: str | None = None) -> None:
-        self.binary = binary or shutil.which("prometheus")
-        if self.binary is None:
-            raise PrometheusNotInstalled("prometheus is not installed (Debian/Ubuntu: apt-get install prometheus)")
-        self.targets, self.rule_files, self.job = list(targets), [Path(r).resolve() for r in rule_files], job
-        self.scrape_interval = scrape_interval
-        self.port = port or free_port()
-        self._dir = Path(tempfile.mkdtemp(prefix="bedrock-otel-prometheus-"))
+
+class LoopbackDaemon:
+    """A server of the Prometheus project (prometheus, alertmanager) run from its binary on 127.0.0.1 with its
+    config file in a temporary directory; ready when `/-/ready` answers. A context manager."""
+
+    name = "daemon"
+
+    def __init__(self, binary: str, port: int = 0) -> None:
+        self.binary, self.port = binary, port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"bedrock-otel-{self.name}-"))
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def host_port(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host_port}"
 
     def config(self) -> str:
-        rules = "".join(f"\n  - {json.dumps(str(r))}" for r in self.rule_files)
-        return (f"global: {{scrape_interval: {self.scrape_interval}, evaluation_interval: {self.scrape_interval}}}\n"
-                f"rule_files:{rules or ' []'}\n"
-                f"scrape_configs:\n  - job_name: {self.job}\n"
-                f"    static_configs: [{{targets: {json.dumps(self.targets)}}}]\n")
+        raise NotImplementedError
 
-    def start(self, timeout: float = 30) -> PrometheusServer:
-        config = self._dir / "prometheus.yml"
+    def arguments(self, config: Path, data: Path) -> list[str]:
+        """The command line after the binary."""
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30) -> LoopbackDaemon:
+        config = self._dir / f"{self.name}.yml"
         config.write_text(self.config())
-        log = (self._dir / "prometheus.log").open("wb")
-        self._process = subprocess.Popen(
-            [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self._dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT)
+        log = (self._dir / f"{self.name}.log").open("wb")
+        self._process = subprocess.Popen([self.binary, *self.arguments(config, self._dir / "data")], stdout=log,
+                                         stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self._process.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
                     if response.status == 200:
@@ -79,7 +80,7 @@ class PrometheusServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise TimeoutError(f"prometheus not ready after {timeout} s:\n{self.log()}")
+        raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.log()}")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -91,15 +92,49 @@ class PrometheusServer:
                 self._process.wait()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
+    def __enter__(self: _Daemon) -> _Daemon:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def log(self) -> str:
-        path = self._dir / "prometheus.log"
+        path = self._dir / f"{self.name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+class PrometheusServer(LoopbackDaemon):
+    """`prometheus` scraping `targets` (host:port of /metrics endpoints) every `scrape_interval`, with
+    `rule_files` loaded and alerts sent to `alertmanagers` (host:port), on 127.0.0.1 and a temporary data
+    directory. A context manager."""
+
+    name = "prometheus"
+
+    def __init__(self, targets: Sequence[str], rule_files: Sequence[Path] = (), scrape_interval: str = "1s",
+                 job: str = "bedrock_otel", port: int = 0, binary: str | None = None,
+                 alertmanagers: Sequence[str] = ()) -> None:
+        binary = binary or shutil.which("prometheus")
+        if binary is None:
+            raise PrometheusNotInstalled("prometheus is not installed (Debian/Ubuntu: apt-get install prometheus)")
+        super().__init__(binary, port)
+        self.targets, self.rule_files, self.job = list(targets), [Path(r).resolve() for r in rule_files], job
+        self.scrape_interval, self.alertmanagers = scrape_interval, list(alertmanagers)
+
+    def config(self) -> str:
+        rules = "".join(f"\n  - {json.dumps(str(r))}" for r in self.rule_files)
+        managers = f"[{{static_configs: [{{targets: {json.dumps(self.alertmanagers)}}}]}}]"
+        alerting = f"alerting:\n  alertmanagers: {managers}\n" if self.alertmanagers else ""
+        return (f"global: {{scrape_interval: {self.scrape_interval}, evaluation_interval: {self.scrape_interval}}}\n"
+                f"rule_files:{rules or ' []'}\n{alerting}"
+                f"scrape_configs:\n  - job_name: {self.job}\n"
+                f"    static_configs: [{{targets: {json.dumps(self.targets)}}}]\n")
+
+    def arguments(self, config: Path, data: Path) -> list[str]:
+        # alerts go out again every evaluation rather than every minute (the default): tests wait seconds
+        resend = ["--rules.alert.resend-delay=1s"] if self.alertmanagers else []
+        return [f"--config.file={config}", f"--storage.tsdb.path={data}", f"--web.listen-address={self.host_port}",
+                "--storage.tsdb.retention.time=1h", "--log.level=warn", *resend]
 
     # -- HTTP API ----------------------------------------------------------------------------------------------
 
