@@ -192,3 +192,59 @@ def test_a_forked_child_records_even_if_a_parent_thread_held_the_lock_at_fork() 
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung on the lock it inherited")
+
+
+def exemplars_of(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[str, str], float]]:
+    """Each OpenMetrics sample's exemplar: its labels and value (the timestamp: only that it is a number)."""
+    found = {}
+    for family in openmetrics_families(text):
+        for s in family.samples:
+            if s.exemplar is not None:
+                assert s.exemplar.timestamp is not None and float(s.exemplar.timestamp) > 0
+                found[(s.name, tuple(sorted(s.labels.items())))] = (s.exemplar.labels, s.exemplar.value)
+    return found
+
+
+def test_exemplars_are_the_latest_sampled_streams_where_the_catalogue_asks_and_only_in_openmetrics() -> None:
+    """Per series (per bucket for a histogram) the trace and span id of the latest batch that carried them; none
+    for a batch without (no span, or not sampled), none for completed streams; OpenMetrics only, written as
+    prometheus_client writes exemplars and read back by its parser."""
+    registry = CollectorRegistry()
+    recorder = PrometheusRecorder(registry, native=True)
+    key = ("aws.bedrock", "bedrock", "global.anthropic.claude-opus-4-7", "us-east-1", "global", "create")
+    first, latest = ("1" * 32, "a" * 16), ("2" * 32, "b" * 16)
+
+    def stream(outcome: str, duration: float) -> list[tuple[c.Instrument, tuple[str, ...], Any]]:
+        if outcome == sc.OUTCOME_COMPLETED:
+            return [(c.STREAMS, (*key, outcome), 1), (c.OPERATION_DURATION, (*key, "chat", ""), duration)]
+        return [(c.STREAMS, (*key, outcome), 1), (c.ERROR_FRAMES, (*key, "rate_limit_error", "error_event"), 1),
+                (c.STREAM_EVENTS, (*key, "message_start"), 1),
+                (c.OPERATION_DURATION, (*key, "chat", "rate_limit_error"), duration)]
+
+    assert not recorder.record_all(stream(sc.OUTCOME_ERROR, 0.03), first)
+    assert not recorder.record_all(stream(sc.OUTCOME_ERROR, 3.0), latest)  # another bucket, the same counters
+    assert not recorder.record_all(stream(sc.OUTCOME_ERROR, 3.1))  # no sampled span: nothing replaced
+    assert not recorder.record_all(stream(sc.OUTCOME_COMPLETED, 0.5), latest)
+
+    text = generate(registry, OPENMETRICS)[0].decode()
+    got = exemplars_of(text)
+    ids = {"trace_id": latest[0], "span_id": latest[1]}
+    def sample(instrument: c.Instrument, *values: str, le: str | None = None) -> tuple[str, Any]:
+        labels = dict(zip(instrument.prometheus_labels, (*key, *values)), **({"le": le} if le else {}))
+        return instrument.prometheus_name + ("_bucket" if le else ""), tuple(sorted(labels.items()))
+
+    assert got == {
+        sample(c.STREAMS, sc.OUTCOME_ERROR): (ids, 1.0),  # the completed series has none
+        sample(c.ERROR_FRAMES, "rate_limit_error", "error_event"): (ids, 1.0),
+        sample(c.OPERATION_DURATION, "chat", "rate_limit_error", le="0.04"): (
+            {"trace_id": first[0], "span_id": first[1]}, 0.03),
+        sample(c.OPERATION_DURATION, "chat", "rate_limit_error", le="5.12"): (ids, 3.0),
+        sample(c.OPERATION_DURATION, "chat", "", le="0.64"): (ids, 0.5),
+    }
+    # prometheus_client writes the same exemplars from the registry's objects (what any other reader gets)
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+    assert exemplars_of(openmetrics_latest(registry).decode()) == got
+    assert " # {" not in generate(registry)[0].decode()  # the text format has no exemplars
+    text_again = generate(registry, OPENMETRICS)[0].decode()  # kept histogram lines: the same, per format
+    assert text_again == text and " # {" not in generate(registry)[0].decode()

@@ -14,6 +14,7 @@ from driver import HAS_SDK_TRACING, drive
 from bedrock_otel import semconv as sc
 from bedrock_otel.observe import classify
 from bedrock_otel.telemetry import catalog as c
+from bedrock_otel.telemetry.catalog import prometheus_label
 from bedrock_otel.telemetry.otel import OtelRecorder
 from bedrock_otel.testing.capture import CapturedTelemetry
 from bedrock_otel.testing.expectations import expected
@@ -33,6 +34,10 @@ def test_catalog_matches_the_documented_contract() -> None:
     kinds = {c.Kind.COUNTER: "Counter", c.Kind.UP_DOWN_COUNTER: "UpDownCounter", c.Kind.GAUGE: "Gauge",
              c.Kind.HISTOGRAM: "Histogram"}
     assert documented == {i.name: (kinds[i.kind], i.unit, i.prometheus_name) for i in c.CATALOG}
+    section = DOCS.read_text().split("### Exemplars", 1)[1].split("\n#", 1)[0]
+    with_exemplars = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|$", section, re.M))
+    assert {name: "every outcome but" in text for name, text in with_exemplars.items()} == {
+        i.prometheus_name: i.exemplars_except is not None for i in c.CATALOG if i.exemplars}
 
 
 def _otel_families(reader: Any) -> dict[str, list[Any]]:
@@ -151,6 +156,41 @@ def test_rate_limit_headers_and_retry_after(bedrock_otel_server: Any) -> None:
         (span,) = t.spans()
         assert span.attributes[sc.RESEND_COUNT] == 1
         assert span.attributes[sc.REQUEST_ID] == "req_bedrock_otel_1"
+
+
+@pytest.mark.parametrize("tracing", ["sampled", "not_sampled", "traces_off"])
+def test_exemplars_link_error_and_latency_series_to_the_streams_own_span(bedrock_otel_server: Any,
+                                                                         tracing: str) -> None:
+    """OpenMetrics exemplars carry the trace and span id of the stream that touched the series last: the in-band
+    error's counters, the HTTP 429's rate-limit hit (taken at the attempt), the duration bucket; ids only, never
+    text. A span not sampled, or no span, gives none."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    capture = CapturedTelemetry(sampler=ALWAYS_OFF if tracing == "not_sampled" else None,
+                                traces=tracing != "traces_off")
+    with capture as t:
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "http_429_then_ok")
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid")
+        text = t.exposition("application/openmetrics-text; version=1.0.0")
+        spans = t.spans()
+    outcome, source = prometheus_label(sc.OUTCOME), prometheus_label(sc.RATE_LIMIT_SOURCE)
+    found = {(s.name, s.labels.get(outcome) or s.labels.get(source) or s.labels.get("le")): s.exemplar.labels
+             for family in text_string_to_metric_families(text) for s in family.samples if s.exemplar is not None}
+    if tracing != "sampled":
+        assert found == {} and (spans == [] or not any(s.context.trace_flags.sampled for s in spans))
+        return
+    ids = {s.attributes[sc.OUTCOME]: {"trace_id": format(s.context.trace_id, "032x"),
+                                      "span_id": format(s.context.span_id, "016x")} for s in spans}
+    failed, throttled = ids[sc.OUTCOME_ERROR], ids[sc.OUTCOME_COMPLETED]
+    assert found[("anthropic_streams_total", sc.OUTCOME_ERROR)] == failed  # none for the completed stream
+    assert ("anthropic_streams_total", sc.OUTCOME_COMPLETED) not in found
+    assert found[("anthropic_stream_error_frames_total", None)] == failed
+    assert found[("anthropic_rate_limit_hits_total", sc.SOURCE_HTTP_429)] == throttled
+    durations = [labels for (name, _le), labels in found.items()
+                 if name == "gen_ai_client_operation_duration_seconds_bucket"]
+    assert sorted(map(str, durations)) == sorted(map(str, (failed, throttled)))
+    assert all(set(labels) == {"trace_id", "span_id"} for labels in found.values())  # ids, never text
 
 
 def test_instrumentation_failures_stay_inside(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:

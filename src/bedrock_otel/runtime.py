@@ -24,7 +24,7 @@ from .observe.live import LIVE
 from .observe.observer import CALLER_STOPPED, RAISED, SPAN_EVENT_LEVELS, CallContext, StreamObserver
 from .observe.retry import Lookahead
 from .telemetry import catalog, measurements
-from .telemetry.spans import end_span, open_span
+from .telemetry.spans import end_span, exemplar_of, open_span
 
 if TYPE_CHECKING:
     from .families import Family
@@ -189,7 +189,8 @@ class Runtime:
             headers = classify.headers_read(response.headers)
             ctx.attempts += 1
             ctx.request_id = classify.request_id(headers) or ctx.request_id
-            self.record(measurements.http_response(ctx.labels, response.status_code, headers))
+            self.record(measurements.http_response(ctx.labels, response.status_code, headers),
+                        exemplar_of(getattr(ctx, "span", None)))
         except Exception:
             self.internal_error(ctx.family.components.send)
 
@@ -253,21 +254,22 @@ class Runtime:
             batch = measurements.in_flight(observer.labels, -1)
             if ACTIVE is self:
                 batch += measurements.of_stream(summary)
-            self.record(batch)
+            self.record(batch, exemplar_of(span))
         if span is not None:
             end_span(span, summary, self.settings)
 
     # -- recording ------------------------------------------------------------------------------------
 
-    def record(self, items: Iterable[measurements.Measurement]) -> None:
-        """One batch per recorder (a stream's measurements are taken under one lock, not one call each). With no
-        recorder (`BEDROCK_OTEL_METRICS=none`) nothing is computed."""
+    def record(self, items: Iterable[measurements.Measurement], exemplar: tuple[str, str] | None = None) -> None:
+        """One batch per recorder (a stream's measurements are taken under one lock, not one call each), with the
+        trace and span id of the call's sampled span for exemplars. With no recorder (`BEDROCK_OTEL_METRICS=none`)
+        nothing is computed."""
         if not self.recorders:
             return
         batch = items if isinstance(items, list) else list(items)
         for recorder in self.recorders:
             try:
-                failed = recorder.record_all(batch)
+                failed = recorder.record_all(batch, exemplar)
             except Exception:
                 log.debug("bedrock_otel: recording a batch failed", exc_info=True)
                 failed = [instrument for instrument, _values, _value in batch]

@@ -46,6 +46,12 @@ class Instrument:
     # a histogram whose measurement is a sequence of points, one per output chunk, taken in one record() call
     # per stream so that a long stream does not pay a recorder call per chunk
     points: bool = False
+    # each series (a histogram: each bucket) keeps the trace and span id of the latest sampled stream that
+    # touched it, as an exemplar: where an operator clicks from a spike to the failing stream's trace
+    exemplars: bool = False
+    # a value of the last label whose series keep none (the healthy outcome: every completed stream would
+    # replace the last one, for nothing to look at)
+    exemplars_except: str | None = None
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -86,22 +92,22 @@ STREAM_EVENTS = Instrument(
 MALFORMED_EVENTS = Instrument(
     "anthropic.stream.malformed_events", Kind.COUNTER, "{event}",
     "Malformed stream events (the #1472 start-event masquerade, chunks without a type, undecodable chunks).",
-    STREAM_LABELS, (sc.EVENT_TYPE, sc.MALFORMED_REASON),
+    STREAM_LABELS, (sc.EVENT_TYPE, sc.MALFORMED_REASON), exemplars=True,
 )
 ERROR_FRAMES = Instrument(
     "anthropic.stream.error_frames", Kind.COUNTER, "{frame}",
     "In-band error payloads and Bedrock exception frames received inside HTTP 200 streams.",
-    STREAM_LABELS, (sc.ERROR_TYPE, sc.ERROR_SOURCE),
+    STREAM_LABELS, (sc.ERROR_TYPE, sc.ERROR_SOURCE), exemplars=True,
 )
 RATE_LIMIT_HITS = Instrument(
     "anthropic.rate_limit.hits", Kind.COUNTER, "{hit}",
     "Rate-limit signals: HTTP 429 on any attempt, in-band rate_limit_error, throttlingException frames.",
-    STREAM_LABELS, (sc.RATE_LIMIT_SOURCE,),
+    STREAM_LABELS, (sc.RATE_LIMIT_SOURCE,), exemplars=True,
 )
 STREAMS = Instrument(
     "anthropic.streams", Kind.COUNTER, "{stream}",
     "Streamed calls by final outcome; every stream ends exactly once.",
-    STREAM_LABELS, (sc.OUTCOME,),
+    STREAM_LABELS, (sc.OUTCOME,), exemplars=True, exemplars_except=sc.OUTCOME_COMPLETED,
 )
 STREAMS_ACTIVE = Instrument(
     "anthropic.streams.active", Kind.UP_DOWN_COUNTER, "{stream}",
@@ -132,12 +138,12 @@ STREAM_RETRIES = Instrument(
     "anthropic.stream.retries", Kind.COUNTER, "{retry}",
     "Retry mode: retryable in-band errors that opened an HTTP 200 stream before anything reached the caller, "
     "by whether another attempt was made (retried) or not (exhausted).",
-    STREAM_LABELS, (sc.ERROR_TYPE, sc.RETRY_RESULT),
+    STREAM_LABELS, (sc.ERROR_TYPE, sc.RETRY_RESULT), exemplars=True,
 )
 STREAMS_RECOVERED = Instrument(
     "anthropic.streams.recovered", Kind.COUNTER, "{stream}",
     "Retry mode: streamed calls that completed after at least one in-band error was retried.",
-    STREAM_LABELS,
+    STREAM_LABELS, exemplars=True,
 )
 USAGE_TOKENS = Instrument(
     "anthropic.usage.tokens", Kind.COUNTER, "{token}",
@@ -147,12 +153,12 @@ USAGE_TOKENS = Instrument(
 OPERATION_DURATION = Instrument(
     "gen_ai.client.operation.duration", Kind.HISTOGRAM, "s",
     "Duration of streamed calls from the first request attempt to the end of the stream.",
-    STREAM_LABELS, (sc.OPERATION_NAME, sc.ERROR_TYPE), buckets=DURATION_BUCKETS,
+    STREAM_LABELS, (sc.OPERATION_NAME, sc.ERROR_TYPE), buckets=DURATION_BUCKETS, exemplars=True,
 )
 TIME_TO_FIRST_CHUNK = Instrument(
     "gen_ai.client.operation.time_to_first_chunk", Kind.HISTOGRAM, "s",
     "Time from the first request attempt to the first content_block_delta of the stream.",
-    STREAM_LABELS, (sc.OPERATION_NAME,), buckets=DURATION_BUCKETS,
+    STREAM_LABELS, (sc.OPERATION_NAME,), buckets=DURATION_BUCKETS, exemplars=True,
 )
 TIME_PER_OUTPUT_CHUNK = Instrument(
     "gen_ai.client.operation.time_per_output_chunk", Kind.HISTOGRAM, "s",

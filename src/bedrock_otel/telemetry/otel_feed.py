@@ -186,7 +186,7 @@ class LateFeed:
         self._connect = [connect]  # popped (atomically) by the one stream end that connects
         self._delegate: Any = None
 
-    def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
+    def record_all(self, items: Iterable[Measurement], exemplar: tuple[str, str] | None = None) -> list[Instrument]:
         if self._connect and self._current() is not self._placeholder:
             try:
                 connect = self._connect.pop()
@@ -195,8 +195,8 @@ class LateFeed:
             else:
                 self._delegate = connect(self._current())
         if self._delegate is not None:
-            return self._delegate.record_all(items)  # type: ignore[no-any-return]
-        return self._own.record_all(items) if self._own is not None else []
+            return self._delegate.record_all(items, exemplar)  # type: ignore[no-any-return]
+        return self._own.record_all(items, exemplar) if self._own is not None else []
 
     def forget(self) -> None:
         for recorder in (self._own, self._delegate):
@@ -213,8 +213,8 @@ class FeedRecorder:
     def __init__(self) -> None:
         self.families = NativeFamilies(CATALOG)
 
-    def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
-        return self.families.record_all(items)
+    def record_all(self, items: Iterable[Measurement], exemplar: tuple[str, str] | None = None) -> list[Instrument]:
+        return self.families.record_all(items, exemplar)
 
     def forget(self) -> None:
         self.families.forget()

@@ -78,10 +78,11 @@ class PrometheusRecorder:
         """Series recorded so far."""
         return len(self.native) if self.native is not None else len(self._children)
 
-    def record_all(self, items: Iterable[Measurement]) -> list[Instrument]:
-        """Take a batch of measurements (a stream's, at its end); return the instruments of those that failed."""
+    def record_all(self, items: Iterable[Measurement], exemplar: tuple[str, str] | None = None) -> list[Instrument]:
+        """Take a batch of measurements (a stream's, at its end); return the instruments of those that failed.
+        Exemplars are kept natively only: prometheus_client's multiprocess files have no place for them."""
         if self.native is not None:
-            return self.native.record_all(items)
+            return self.native.record_all(items, exemplar)
         return record_each(self._record_client, items)
 
     def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:

@@ -30,6 +30,17 @@ def open_span(tracer: Tracer, labels: CallLabels, settings: Settings, request: d
     return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
 
 
+def exemplar_of(span: Any) -> tuple[str, str] | None:
+    """The trace and span id (hex) of a sampled span, for the exemplars of what its call records; None without a
+    span or for one not sampled (only traces that exist are linked to)."""
+    if span is None:
+        return None
+    context = span.get_span_context()
+    if not context.trace_flags.sampled:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
 def server_of_url(url: Any) -> dict[str, Any]:
     """`server.address` and `server.port` of a URL string (botocore's endpoint URL)."""
     if not isinstance(url, str):

@@ -29,6 +29,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client import metrics as _client_metrics
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar as ClientExemplar
 from prometheus_client.utils import floatToGoString
 
 from .catalog import Instrument, Kind
@@ -57,10 +58,30 @@ def _use_created() -> bool:
     return getattr(_client_metrics, "_use_created", True)
 
 
+# an exemplar as kept: ((trace id, span id) in hex, the measured value, when, in seconds since the epoch)
+Kept = tuple[tuple[str, str], float, float]
+
+
+def _exemplar_text(kept: Kept | None) -> str:
+    """OpenMetrics' exemplar suffix of a sample line (`# {trace_id="…",span_id="…"} value timestamp`)."""
+    if kept is None:
+        return ""
+    (trace_id, span_id), value, when = kept
+    return f' # {{trace_id="{trace_id}",span_id="{span_id}"}} {floatToGoString(value)} {when:.3f}'
+
+
+def _client_exemplar(kept: Kept | None) -> ClientExemplar | None:
+    if kept is None:
+        return None
+    (trace_id, span_id), value, when = kept
+    return ClientExemplar({"trace_id": trace_id, "span_id": span_id}, value, round(when, 3))
+
+
 class _Series:
     """One label combination: its value(s), when it was created, and its label text (`a="x",b="y"`)."""
 
-    __slots__ = ("buckets", "created", "created_text", "labels", "max", "min", "rendered", "sum", "value", "version")
+    __slots__ = ("buckets", "created", "created_text", "exemplar", "exemplars", "labels", "max", "min", "rendered",
+                 "rendered_exemplars", "sum", "value", "version")
 
     def __init__(self, labels: str, bucket_count: int) -> None:
         self.labels = labels
@@ -70,10 +91,13 @@ class _Series:
         self.sum: float = 0.0
         self.min, self.max = math.inf, -math.inf  # a histogram's, for OpenTelemetry (`telemetry/otel_feed.py`)
         self.buckets = [0] * bucket_count if bucket_count else None
+        self.exemplar: Kept | None = None  # a counter's latest
+        self.exemplars: list[Kept | None] | None = None  # a histogram's latest per bucket, once there is one
         # a histogram's bucket, count and sum lines as of `version` (bumped by every write): a series that did
-        # not change since the last scrape is not rendered again
+        # not change since the last scrape is not rendered again; OpenMetrics' with exemplars apart
         self.version = 0
         self.rendered: tuple[int, str] | None = None
+        self.rendered_exemplars: tuple[int, str] | None = None
 
 
 class Family:
@@ -116,10 +140,11 @@ class Family:
         out.append(f"# HELP {family} {help_text}\n# TYPE {family} {self.type}\n")
         sample = name + "_total{" if kind is Kind.COUNTER else name + "{"
         created = created and kind is Kind.COUNTER
-        if openmetrics and created:
+        if openmetrics:
             for s in series:
-                out.append(f"{sample}{s.labels}}} {number(s.value)}\n{name}_created{{{s.labels}}} "
-                           f"{s.created_text}\n")
+                out.append(f"{sample}{s.labels}}} {number(s.value)}{_exemplar_text(s.exemplar)}\n")
+                if created:
+                    out.append(f"{name}_created{{{s.labels}}} {s.created_text}\n")
             return
         out.extend([f"{sample}{s.labels}}} {number(s.value)}\n" for s in series])
         if created and series:
@@ -131,15 +156,25 @@ class Family:
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} histogram\n")
         bucket = name + "_bucket{"
         for s in series:
-            labels, version, rendered = s.labels, s.version, s.rendered  # the version first: see _Series
+            labels, version = s.labels, s.version  # the version first: see _Series
+            exemplars = s.exemplars[:] if openmetrics and s.exemplars is not None else None
+            rendered = s.rendered if exemplars is None else s.rendered_exemplars
             if rendered is None or rendered[0] != version:
                 counts, total = s.buckets[:], s.sum  # type: ignore[index]
                 head = f"{bucket}{labels},le=\"" if labels else f'{bucket}le="'
                 cumulative = list(accumulate(counts))
-                text = "".join([f'{head}{bound}"}} {small[c] if c < 4096 else number(c)}\n'
-                                for bound, c in zip(le, cumulative)])
+                if exemplars is None:
+                    text = "".join([f'{head}{bound}"}} {small[c] if c < 4096 else number(c)}\n'
+                                    for bound, c in zip(le, cumulative)])
+                else:
+                    text = "".join([f'{head}{bound}"}} {number(c)}{_exemplar_text(kept)}\n'
+                                    for bound, c, kept in zip(le, cumulative, exemplars)])
                 text += f"{name}_count{{{labels}}} {number(cumulative[-1])}\n{name}_sum{{{labels}}} {number(total)}\n"
-                rendered = s.rendered = (version, text)
+                rendered = (version, text)
+                if exemplars is None:
+                    s.rendered = rendered
+                else:
+                    s.rendered_exemplars = rendered
             out.append(rendered[1])
             if openmetrics and created:
                 out.append(f"{name}_created{{{labels}}} {s.created_text}\n")
@@ -160,13 +195,15 @@ class Family:
             labels = dict(zip(self.label_names, values))
             if self.kind is Kind.HISTOGRAM:
                 cumulative = list(accumulate(s.buckets[:]))  # type: ignore[index]
-                for bound, count in zip(self.le, cumulative):
-                    metric.add_sample(self.name + "_bucket", {**labels, "le": bound}, float(count))
+                exemplars = s.exemplars[:] if s.exemplars is not None else [None] * len(cumulative)
+                for bound, count, kept in zip(self.le, cumulative, exemplars):
+                    metric.add_sample(self.name + "_bucket", {**labels, "le": bound}, float(count),
+                                      exemplar=_client_exemplar(kept))
                 metric.add_sample(self.name + "_count", labels, float(cumulative[-1]))
                 metric.add_sample(self.name + "_sum", labels, float(s.sum))
             else:
                 metric.add_sample(self.name + "_total" if self.kind is Kind.COUNTER else self.name, labels,
-                                  float(s.value))
+                                  float(s.value), exemplar=_client_exemplar(s.exemplar))
             if created and self.kind in (Kind.COUNTER, Kind.HISTOGRAM):
                 metric.add_sample(self.name + "_created", labels, s.created)
         return metric
@@ -184,11 +221,14 @@ class NativeFamilies:
         """Series held, over every family."""
         return sum(len(family.series) for family in self.families.values())
 
-    def record_all(self, items: Iterable[tuple[Instrument, tuple[str, ...], Any]]) -> list[Instrument]:
+    def record_all(self, items: Iterable[tuple[Instrument, tuple[str, ...], Any]],
+                   exemplar: tuple[str, str] | None = None) -> list[Instrument]:
         """Apply (instrument, label values, value) measurements, all under one lock; return the instruments of
-        those that could not be taken (a wrong label count, a value that is not a number)."""
+        those that could not be taken (a wrong label count, a value that is not a number). `exemplar`: the trace
+        and span id (hex) of the sampled span the measurements belong to, kept where the catalogue asks."""
         families = self.families
         failed: list[Instrument] = []
+        now = time.time() if exemplar is not None else 0.0
         with self._lock:
             for instrument, values, value in items:
                 try:
@@ -197,10 +237,13 @@ class NativeFamilies:
                     if series is None:
                         series = family.new_series(values)
                     kind = family.kind
+                    keep = exemplar is not None and instrument.exemplars and values[-1] != instrument.exemplars_except
                     if kind is Kind.COUNTER:
                         if value < 0:
                             raise ValueError(f"{family.name}: a counter cannot go down ({value})")
                         series.value += value
+                        if keep:
+                            series.exemplar = (exemplar, value, now)
                     elif kind is Kind.UP_DOWN_COUNTER:
                         series.value += value
                     elif kind is Kind.GAUGE:
@@ -210,8 +253,13 @@ class NativeFamilies:
                             if instrument.points:
                                 _observe_points(family.bounds, series, value)
                             else:
-                                series.buckets[bisect_left(family.bounds, value)] += 1  # type: ignore[index]
+                                index = bisect_left(family.bounds, value)
+                                series.buckets[index] += 1  # type: ignore[index]
                                 series.sum += value
+                                if keep:
+                                    if series.exemplars is None:
+                                        series.exemplars = [None] * len(series.buckets)  # type: ignore[arg-type]
+                                    series.exemplars[index] = (exemplar, value, now)
                                 if value < series.min:
                                     series.min = value
                                 if value > series.max:

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry
 class CapturedTelemetry:
     """`bedrock_otel.instrument()` into a private Prometheus registry, in-memory spans and OTel metrics."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, sampler: Any = None, **settings: Any) -> None:
+        """`sampler`: the tracer provider's (default: the SDK's, which samples every root span)."""
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
@@ -19,7 +20,7 @@ class CapturedTelemetry:
 
         self.registry = CollectorRegistry()
         self.span_exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
+        self.tracer_provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
         self.metric_reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
