@@ -174,11 +174,13 @@ def test_exemplars_link_error_and_latency_series_to_the_streams_own_span(bedrock
         drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid")
         text = t.exposition("application/openmetrics-text; version=1.0.0")
         spans = t.spans()
+        streams, durations = t.otel_points(c.STREAMS.name), t.otel_points(c.OPERATION_DURATION.name)
     outcome, source = prometheus_label(sc.OUTCOME), prometheus_label(sc.RATE_LIMIT_SOURCE)
     found = {(s.name, s.labels.get(outcome) or s.labels.get(source) or s.labels.get("le")): s.exemplar.labels
              for family in text_string_to_metric_families(text) for s in family.samples if s.exemplar is not None}
     if tracing != "sampled":
         assert found == {} and (spans == [] or not any(s.context.trace_flags.sampled for s in spans))
+        assert streams and not any(p.exemplars for p in streams + durations)
         return
     ids = {s.attributes[sc.OUTCOME]: {"trace_id": format(s.context.trace_id, "032x"),
                                       "span_id": format(s.context.span_id, "016x")} for s in spans}
@@ -187,10 +189,31 @@ def test_exemplars_link_error_and_latency_series_to_the_streams_own_span(bedrock
     assert ("anthropic_streams_total", sc.OUTCOME_COMPLETED) not in found
     assert found[("anthropic_stream_error_frames_total", None)] == failed
     assert found[("anthropic_rate_limit_hits_total", sc.SOURCE_HTTP_429)] == throttled
-    durations = [labels for (name, _le), labels in found.items()
-                 if name == "gen_ai_client_operation_duration_seconds_bucket"]
-    assert sorted(map(str, durations)) == sorted(map(str, (failed, throttled)))
+    in_buckets = [labels for (name, _le), labels in found.items()
+                  if name == "gen_ai_client_operation_duration_seconds_bucket"]
+    assert sorted(map(str, in_buckets)) == sorted(map(str, (failed, throttled)))
     assert all(set(labels) == {"trace_id", "span_id"} for labels in found.values())  # ids, never text
+    # the application's OpenTelemetry readers get the same exemplars, as the SDK's (ids as integers)
+    in_otel = {p.attributes.get(sc.OUTCOME): [(format(e.trace_id, "032x"), format(e.span_id, "016x"))
+                                              for e in p.exemplars] for p in streams}
+    assert in_otel == {sc.OUTCOME_ERROR: [(failed["trace_id"], failed["span_id"])], sc.OUTCOME_COMPLETED: []}
+    assert {format(e.trace_id, "032x") for p in durations for e in p.exemplars} \
+        == {failed["trace_id"], throttled["trace_id"]}
+
+
+def test_a_provider_told_to_keep_no_exemplars_gets_none(bedrock_otel_server: Any) -> None:
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    capture = CapturedTelemetry()
+    capture.metric_reader = InMemoryMetricReader()
+    capture.meter_provider = MeterProvider(metric_readers=[capture.metric_reader],
+                                           exemplar_filter=AlwaysOffExemplarFilter())
+    with capture as t:
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid")
+        assert " # {" in t.exposition("application/openmetrics-text; version=1.0.0")  # Prometheus keeps its own
+        points = t.otel_points(c.STREAMS.name)
+    assert points and all(p.exemplars == [] for p in points)
 
 
 def test_instrumentation_failures_stay_inside(bedrock_otel_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,6 +89,9 @@ class Feed:
         self._scope = scope
         self.attributes = Attributes()
         self._originals: list[tuple[Any, Callable[..., Any]]] = []
+        # the store's exemplars are sampled spans' (trace-based); a provider told to keep none gets none
+        exemplar_filter = getattr(getattr(provider, "_sdk_config", None), "exemplar_filter", None)
+        self.exemplars = type(exemplar_filter).__name__ != "AlwaysOffExemplarFilter"
 
     def attach(self) -> None:
         for reader in _readers(self._provider):
@@ -143,6 +146,7 @@ class Feed:
         )
 
         cumulative = AggregationTemporality.CUMULATIVE
+        exemplars = _exemplars if self.exemplars else _no_exemplars
         out = []
         for instrument, family in self.families.families.items():
             series = list(family.series.items())  # a copy: a stream may add a series meanwhile
@@ -157,18 +161,31 @@ class Feed:
                     points.append(HistogramDataPoint(
                         attributes=self.attributes(instrument, values), start_time_unix_nano=int(s.created * 1e9),
                         time_unix_nano=now_ns, count=sum(counts), sum=s.sum, bucket_counts=counts,
-                        explicit_bounds=bounds, min=s.min, max=s.max))
+                        explicit_bounds=bounds, min=s.min, max=s.max, exemplars=exemplars(s.exemplars)))
                 data: Any = Histogram(data_points=points, aggregation_temporality=cumulative)
             else:
                 numbers = [NumberDataPoint(attributes=self.attributes(instrument, values),
                                            start_time_unix_nano=None if kind is Kind.GAUGE else int(s.created * 1e9),
-                                           time_unix_nano=now_ns, value=s.value) for values, s in series]
+                                           time_unix_nano=now_ns, value=s.value, exemplars=exemplars((s.exemplar,)))
+                           for values, s in series]
                 data = Gauge(data_points=numbers) if kind is Kind.GAUGE else \
                     Sum(data_points=numbers, aggregation_temporality=cumulative,
                         is_monotonic=kind is Kind.COUNTER)
             out.append(Metric(name=instrument.name, description=instrument.description, unit=instrument.unit,
                               data=data))
         return out
+
+
+def _exemplars(kept: Any) -> list[Any]:
+    """The store's exemplars of a series (a histogram: per bucket) as the SDK's, ids as the integers it holds."""
+    from opentelemetry.sdk.metrics import Exemplar
+
+    return [Exemplar({}, value, int(when * 1e9), int(span_id, 16), int(trace_id, 16))
+            for (trace_id, span_id), value, when in filter(None, kept or ())]
+
+
+def _no_exemplars(_kept: Any) -> list[Any]:
+    return []
 
 
 class LateFeed:
