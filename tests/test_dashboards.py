@@ -172,6 +172,22 @@ def test_every_query_uses_catalogue_names_and_honours_the_variables(path: Path) 
             assert "[$__rate_interval]" in target["expr"], panel["title"]
 
 
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_panels_of_series_with_exemplars_show_them_and_they_open_the_trace(path: Path) -> None:
+    """A time series panel that queries a series with exemplars (the catalogue's) shows them; the provisioned
+    Prometheus data source sends an exemplar's trace_id to a provisioned trace data source."""
+    with_exemplars = {i.prometheus_name for i in c.CATALOG if i.exemplars}
+    shown = set()
+    for panel, target in targets(json.loads(path.read_text())):
+        queried = {re.sub(r"_(bucket|count|sum)$", "", name) for name in re.findall(r"([a-z_:]+)\{", target["expr"])}
+        assert target["exemplar"] is (panel["type"] == "timeseries" and bool(queried & with_exemplars)), panel["title"]
+        shown |= queried & with_exemplars if target["exemplar"] else set()
+    assert shown == with_exemplars  # every series with exemplars has a panel that shows them
+    sources = {d["uid"]: d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
+    (link,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["name"] == "trace_id" and sources[link["datasourceUid"]]["type"] == "tempo"
+
+
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     promtool = prometheus_tool("promtool")
     rules = [{"record": f"dashboard:query:{i}", "expr": substitute(target["expr"])}

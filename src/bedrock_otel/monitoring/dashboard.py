@@ -33,6 +33,8 @@ OUTCOME, SOURCE, EVENT = label(sc.OUTCOME), label(sc.RATE_LIMIT_SOURCE), label(s
 ERROR_TYPE, ERROR_SOURCE, REASON = label(sc.ERROR_TYPE), label(sc.ERROR_SOURCE), label(sc.MALFORMED_REASON)
 STATUS, RESOURCE, TOKEN = label(sc.HTTP_STATUS), label(sc.RATE_LIMIT_RESOURCE), label(sc.TOKEN_TYPE)
 RESULT = label(sc.RETRY_RESULT)
+# the series that carry exemplars (catalogue): a time series panel querying one shows them, each a link to its trace
+EXEMPLAR_SERIES = tuple(i.prometheus_name for i in c.CATALOG if i.exemplars)
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,9 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": options,
         "targets": [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": t.expr, "legendFormat": t.legend,
-                     "range": True, "instant": False} for i, t in enumerate(panel.targets)],
+                     "range": True, "instant": False,
+                     "exemplar": panel.kind == "timeseries" and any(name in t.expr for name in EXEMPLAR_SERIES)}
+                    for i, t in enumerate(panel.targets)],
     }
 
 

@@ -50,11 +50,19 @@ def _scalar(value: Any) -> str:
     return json.dumps(value)
 
 
+TRACES_UID = "tempo"  # the trace data source an exemplar's trace_id opens in
+
+
 def datasource() -> dict[str, Any]:
+    """Prometheus, whose exemplars' `trace_id` opens the trace in the Tempo data source beside it (an example:
+    point its url at your Tempo, or the link's datasourceUid at your Jaeger or other trace data source)."""
     return {"apiVersion": 1, "datasources": [{
         "name": "Prometheus", "uid": alerts.DATASOURCE_UID, "type": "prometheus", "access": "proxy",
         "url": "http://prometheus:9090", "isDefault": True, "editable": False,
-        "jsonData": {"timeInterval": "15s", "prometheusType": "Prometheus", "manageAlerts": True}}]}
+        "jsonData": {"timeInterval": "15s", "prometheusType": "Prometheus", "manageAlerts": True,
+                     "exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": TRACES_UID}]}}, {
+        "name": "Tempo", "uid": TRACES_UID, "type": "tempo", "access": "proxy", "url": "http://tempo:3200",
+        "editable": False}]}
 
 
 def dashboard_provider() -> dict[str, Any]:
@@ -72,7 +80,9 @@ def generated(runbooks: str = alerts.RUNBOOK_URL) -> dict[str, str]:
     return {
         f"grafana/{dashboard.UID}.json": json.dumps(dashboard.build(), indent=2) + "\n",
         "grafana/provisioning/datasources/bedrock-otel-prometheus.yaml": yaml_file(
-            datasource(), "# Point url at your Prometheus; dashboards and alert rules use the uid.\n"),
+            datasource(), "# Point url at your Prometheus; dashboards and alert rules use the uid. An exemplar's\n"
+                          "# trace_id opens in the Tempo data source: point its url at your Tempo (or the link\n"
+                          "# datasourceUid at your own trace data source).\n"),
         "grafana/provisioning/dashboards/bedrock-otel.yaml": yaml_file(
             dashboard_provider(), f"# Copy grafana/*.json to {DASHBOARDS_PATH} (or change options.path).\n"),
         "grafana/provisioning/alerting/bedrock-otel-alerts.yaml": yaml_file(alerts.grafana_rules(runbooks)),
