@@ -269,6 +269,64 @@ print("done")  # and exit normally: the SDK's shutdown at exit must flush the la
 # nothing is exported on a timer during the run, so what arrives was flushed at exit
 NO_TIMERS = {"OTEL_METRIC_EXPORT_INTERVAL": "600000", "OTEL_BSP_SCHEDULE_DELAY": "600000"}
 
+EXEMPLAR_CHILD = """
+import sys
+import bedrock_otel
+bedrock_otel.instrument(prometheus_port=0, otlp_endpoint=sys.argv[1], otlp_protocol="grpc")
+from bedrock_otel.testing import LoopbackServer, workload
+print(bedrock_otel.metrics_server().url, flush=True)
+faults = {"throttled_always": 0.25, "rate_limited_then_ok": 0.25, "error_mid": 0.25}
+with LoopbackServer(first_event_delay=0.002) as server:
+    workload.run(server, workload.plan(40, faults, seed=21, clients=("first_party", "bedrock"), apis=("create",)))
+print("ran", flush=True)
+sys.stdin.readline()  # until the test has scraped; the exit flushes the spans
+"""
+
+
+def test_exemplars_scraped_by_prometheus_lead_to_the_failing_streams_traces() -> None:
+    """A faulty workload exports its spans over OTLP and serves /metrics; the real Prometheus, exemplar storage
+    on, scrapes it (OpenMetrics). Every exemplar of the rate-limit, error-frame, outcome and duration series is the
+    trace of a span the receiver got, of a stream that had that error; ids only."""
+    import sys
+
+    from procs import child_env, popen
+
+    from bedrock_otel.testing.prometheus import PrometheusServer, host_port
+
+    prometheus_tool("prometheus")
+    with OtlpReceiver() as receiver, popen([sys.executable, "-c", EXEMPLAR_CHILD, receiver.grpc_endpoint],
+                                           stdin=subprocess.PIPE, env=child_env(**NO_TIMERS)) as child:
+        url = child.stdout.readline().strip()  # type: ignore[union-attr]
+        assert url.startswith("http://127.0.0.1:"), url + child.stderr.read()  # type: ignore[union-attr]
+        with PrometheusServer([host_port(url)], features=["exemplar-storage"]) as prometheus:
+            assert child.stdout.readline().strip() == "ran"  # type: ignore[union-attr]
+            prometheus.wait_for_scrapes(2)
+            found = {name: prometheus.api("query_exemplars", query=name, start="0", end="9999999999")
+                     for name in ("anthropic_rate_limit_hits_total", "anthropic_stream_error_frames_total",
+                                  "anthropic_streams_total", "gen_ai_client_operation_duration_seconds_bucket")}
+        child.communicate("\n", timeout=60)
+        assert child.returncode == 0
+        assert receiver.wait_for(lambda: sum(s.name.startswith("chat") for _, s in receiver.spans()) == 40)
+    spans = {span.trace_id.hex(): attributes_of(span.attributes) for _, span in receiver.spans()
+             if span.name.startswith("chat")}
+    for name, series in found.items():
+        assert series, f"no exemplars for {name}"
+        for one in series:
+            labels = one["seriesLabels"]
+            for exemplar in one["exemplars"]:
+                assert set(exemplar["labels"]) == {"trace_id", "span_id"}  # ids, never text
+                span = spans[exemplar["labels"]["trace_id"]]  # a trace the receiver got
+                assert span[sc.REQUEST_MODEL] == labels["gen_ai_request_model"]
+                if name != "gen_ai_client_operation_duration_seconds_bucket":
+                    assert span[sc.OUTCOME] == "error" and labels.get("anthropic_stream_outcome") != "completed"
+                if labels.get("error_type"):
+                    assert span[sc.ERROR_TYPE] == labels["error_type"], (name, labels, span)
+                if "le" in labels:  # on the bucket its value fell in
+                    bounds = [0.0, *c.OPERATION_DURATION.buckets, float("inf")]  # type: ignore[misc]
+                    upper = float(labels["le"])
+                    assert bounds[bounds.index(upper) - 1] < float(exemplar["value"]) <= upper
+
+
 
 @pytest.mark.parametrize(("configured_by", "protocol"),
                          [("env", "grpc"), ("env", "http/protobuf"), ("kwargs", "grpc"), ("kwargs", "http/protobuf")])

@@ -107,19 +107,19 @@ class LoopbackDaemon:
 class PrometheusServer(LoopbackDaemon):
     """`prometheus` scraping `targets` (host:port of /metrics endpoints) every `scrape_interval`, with
     `rule_files` loaded and alerts sent to `alertmanagers` (host:port), on 127.0.0.1 and a temporary data
-    directory. A context manager."""
+    directory, with `features` on (`--enable-feature`: `exemplar-storage`, ...). A context manager."""
 
     name = "prometheus"
 
     def __init__(self, targets: Sequence[str], rule_files: Sequence[Path] = (), scrape_interval: str = "1s",
                  job: str = "bedrock_otel", port: int = 0, binary: str | None = None,
-                 alertmanagers: Sequence[str] = ()) -> None:
+                 alertmanagers: Sequence[str] = (), features: Sequence[str] = ()) -> None:
         binary = binary or shutil.which("prometheus")
         if binary is None:
             raise PrometheusNotInstalled("prometheus is not installed (Debian/Ubuntu: apt-get install prometheus)")
         super().__init__(binary, port)
         self.targets, self.rule_files, self.job = list(targets), [Path(r).resolve() for r in rule_files], job
-        self.scrape_interval, self.alertmanagers = scrape_interval, list(alertmanagers)
+        self.scrape_interval, self.alertmanagers, self.features = scrape_interval, list(alertmanagers), list(features)
 
     def config(self) -> str:
         rules = "".join(f"\n  - {json.dumps(str(r))}" for r in self.rule_files)
@@ -134,7 +134,8 @@ class PrometheusServer(LoopbackDaemon):
         # alerts go out again every evaluation rather than every minute (the default): tests wait seconds
         resend = ["--rules.alert.resend-delay=1s"] if self.alertmanagers else []
         return [f"--config.file={config}", f"--storage.tsdb.path={data}", f"--web.listen-address={self.host_port}",
-                "--storage.tsdb.retention.time=1h", "--log.level=warn", *resend]
+                "--storage.tsdb.retention.time=1h", "--log.level=warn", *resend,
+                *(f"--enable-feature={feature}" for feature in self.features)]
 
     # -- HTTP API ----------------------------------------------------------------------------------------------
 
