@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from driver import FIXED_BEDROCK_DECODER
 from procs import child_env, popen
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from bedrock_otel import semconv as sc
@@ -182,11 +184,21 @@ def test_demo_summary_equals_its_scraped_metrics_and_the_planned_workload(tmp_pa
         url = next(line.split()[1] for line in printed if line.strip().startswith("serving "))
         with urllib.request.urlopen(url, timeout=10) as response:
             scraped = summary.summarize(text_string_to_metric_families(response.read().decode()))
+        openmetrics = urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(openmetrics, timeout=10) as response:
+            scraped_worst = summary.worst_error(openmetrics_families(response.read().decode()))
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0, demo.stderr.read()  # type: ignore[union-attr]
     shown = json.loads(report.read_text())
     application = shown.pop("application saw")
+    worst = shown.pop("worst error")
     assert shown == json.loads(json.dumps(scraped))  # the summary is exactly what /metrics serves
+    # the most frequent in-band error, with the trace id of the latest stream that had it: the exemplar /metrics
+    # serves on that series, printed beside the count
+    frames_by_type = {row: sum(cells.values()) for row, cells in shown["error frames by error.type (source)"].items()}
+    assert frames_by_type[f"{worst['error_type']} ({worst['source']})"] == max(frames_by_type.values())
+    assert worst == scraped_worst and re.fullmatch(r"[0-9a-f]{32}", worst["trace_id"])
+    assert f"trace_id {worst['trace_id']}" in "".join(printed)
 
     clients = workload.demo_clients(boto3=True)
     plan = workload.plan(streams, DEMO_FAULTS, seed=seed, clients=clients)

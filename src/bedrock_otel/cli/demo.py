@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -117,13 +118,30 @@ def _boto3_version() -> str | None:
     return str(boto3.__version__)
 
 
+def _traced() -> dict[str, Any]:
+    """Spans for the streams, so the metrics carry exemplars: the OTLP pipeline the environment asks for, else an
+    SDK tracer provider of the demo's own (sampled spans that go nowhere: their ids are in the exemplars)."""
+    from opentelemetry import trace
+
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_TRACES_EXPORTER"):
+        return {}
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return {}
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return {"tracer_provider": TracerProvider()}
+
+
 def main(args: argparse.Namespace) -> int:
     import prometheus_client
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
     import bedrock_otel
 
+    from ..exporters.exposition import OPENMETRICS, generate
     from ..monitoring.alerts import prometheus_rules
     from ..monitoring.files import to_yaml
+    from ..telemetry import catalog as c
     from ..testing import LoopbackServer
     from ..testing.prometheus import PrometheusNotInstalled, PrometheusServer, host_port
 
@@ -138,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
                          "pip install 'anthropic[bedrock]'\n")
         return 1
     bedrock_otel.instrument(prometheus_port=args.port, prometheus_addr=args.addr, repair=args.repair,
-                            retry=args.retry)
+                            retry=args.retry, **_traced())
     server = bedrock_otel.metrics_server()
     if server is None:
         sys.stderr.write(f"bedrock-otel demo: error: cannot serve /metrics on {args.addr}:{args.port} "
@@ -159,10 +177,17 @@ def main(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     result = summary.summarize(prometheus_client.REGISTRY.collect())
     result["application saw"] = dict(sorted(seen.items()))
+    result["worst error"] = summary.worst_error(openmetrics_families(
+        generate(prometheus_client.REGISTRY, OPENMETRICS)[0].decode()))
     print(f"  {len(plan)} streams in {elapsed:.1f} s; the application saw: "
           + ", ".join(f"{k} {v}" for k, v in result["application saw"].items()))
     print()
     print(summary.render(result))
+    worst = result["worst error"]
+    if worst is not None:
+        print(f"\n  most frequent in-band error: {worst['error_type']} ({worst['source']}), {worst['frames']:,.0f} "
+              f"frames; the latest stream with it: trace_id {worst['trace_id']} (its exemplar on "
+              f"{c.ERROR_FRAMES.prometheus_name}: click it in Grafana to open that trace)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, sort_keys=True))
     if not (args.serve or args.prometheus):

@@ -68,6 +68,30 @@ def summarize(families: Iterable[Any]) -> dict[str, Any]:
     return summary
 
 
+def worst_error(families: Iterable[Any]) -> dict[str, Any] | None:
+    """The in-band error type with the most error frames, with the trace and span id of the latest stream that had
+    it (its series' exemplars, from an OpenMetrics exposition); None without error frames."""
+    counts: dict[tuple[str, str], float] = {}
+    latest: dict[tuple[str, str], Any] = {}
+    names = (prometheus_label(sc.ERROR_TYPE), prometheus_label(sc.ERROR_SOURCE))
+    for family in families:
+        for sample in family.samples:
+            if sample.name != c.ERROR_FRAMES.prometheus_name or not sample.value:
+                continue
+            key = (sample.labels[names[0]], sample.labels[names[1]])
+            counts[key] = counts.get(key, 0) + sample.value
+            exemplar = sample.exemplar
+            if exemplar is not None and (key not in latest or exemplar.timestamp > latest[key].timestamp):
+                latest[key] = exemplar
+    if not counts:
+        return None
+    key = max(counts, key=lambda k: (counts[k], k))
+    exemplar = latest.get(key)
+    return {"error_type": key[0], "source": key[1], "frames": counts[key],
+            "trace_id": exemplar.labels["trace_id"] if exemplar else None,
+            "span_id": exemplar.labels["span_id"] if exemplar else None}
+
+
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
     """Prometheus' histogram_quantile over cumulative (upper bound, count) pairs: linear within a bucket."""
     if not buckets or buckets[-1][1] == 0:
