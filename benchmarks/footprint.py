@@ -195,9 +195,14 @@ def label_combinations(instrument: Any, keys: list[dict[str, str]], domains: dic
     return combinations
 
 
-def _timed_scrapes(url: str, scrapes: int, gzip: bool, between: Any = None) -> tuple[list[float], bytes]:
+OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}  # what Prometheus asks, exemplars or not
+EXEMPLAR = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+
+
+def _timed_scrapes(url: str, scrapes: int, gzip: bool, between: Any = None,
+                   headers: dict[str, str] | None = None) -> tuple[list[float], bytes]:
     times, body = [], b""
-    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+    request = urllib.request.Request(url, headers={**({"Accept-Encoding": "gzip"} if gzip else {}), **(headers or {})})
     for _ in range(scrapes):
         if between is not None:
             between()  # untimed: the streams that end between two scrapes
@@ -228,6 +233,10 @@ def scrape(models: int, scrapes: int, realistic: bool = False) -> dict[str, Any]
         times, body = _timed_scrapes(server.url, scrapes, False, lambda: recorder.record_all(every))
         gzip_times, gzipped = _timed_scrapes(server.url, scrapes, True, lambda: recorder.record_all(every))
         unchanged, _ = _timed_scrapes(server.url, scrapes, False)
+        # OpenMetrics, every series changed: without exemplars, then with one on every series that keeps them
+        openmetrics, _ = _timed_scrapes(server.url, scrapes, False, lambda: recorder.record_all(every), OPENMETRICS)
+        with_exemplars, exemplar_body = _timed_scrapes(server.url, scrapes, False,
+                                                       lambda: recorder.record_all(every, EXEMPLAR), OPENMETRICS)
     finally:
         server.close()
     samples = sum(1 for line in body.decode().splitlines() if line and not line.startswith("#"))
@@ -236,6 +245,9 @@ def scrape(models: int, scrapes: int, realistic: bool = False) -> dict[str, Any]
             "gzip_bytes": len(gzipped), "median_ms": statistics.median(times) * 1e3, "max_ms": max(times) * 1e3,
             "gzip_median_ms": statistics.median(gzip_times) * 1e3, "scrapes": scrapes,
             "unchanged_median_ms": statistics.median(unchanged) * 1e3,
+            "openmetrics_median_ms": statistics.median(openmetrics) * 1e3,
+            "openmetrics_exemplars_median_ms": statistics.median(with_exemplars) * 1e3,
+            "exemplars": exemplar_body.count(b" # {"),
             "native": recorder.native is not None}
 
 
@@ -260,7 +272,9 @@ def main() -> None:
         print(f"scrape, {s['mix']}: {s['series']} series, {s['samples']} samples, {s['bytes'] / 1024:.0f} KiB "
               f"({s['gzip_bytes'] / 1024:.0f} KiB gzip); GET /metrics median {s['median_ms']:.1f} ms "
               f"(gzip {s['gzip_median_ms']:.1f} ms), max {s['max_ms']:.1f} ms over {s['scrapes']} scrapes, "
-              f"every series changed since the last; {s['unchanged_median_ms']:.1f} ms when none did")
+              f"every series changed since the last; {s['unchanged_median_ms']:.1f} ms when none did; OpenMetrics "
+              f"{s['openmetrics_median_ms']:.1f} ms, with {s['exemplars']} exemplars "
+              f"{s['openmetrics_exemplars_median_ms']:.1f} ms")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

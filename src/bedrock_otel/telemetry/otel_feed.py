@@ -181,7 +181,7 @@ def _exemplars(kept: Any) -> list[Any]:
     from opentelemetry.sdk.metrics import Exemplar
 
     return [Exemplar({}, value, int(when * 1e9), int(span_id, 16), int(trace_id, 16))
-            for (trace_id, span_id), value, when in filter(None, kept or ())]
+            for (trace_id, span_id), value, when, _text in filter(None, kept or ())]
 
 
 def _no_exemplars(_kept: Any) -> list[Any]:

@@ -38,7 +38,7 @@ def exemplar_of(span: Any) -> tuple[str, str] | None:
     context = span.get_span_context()
     if not context.trace_flags.sampled:
         return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return "%032x" % context.trace_id, "%016x" % context.span_id  # noqa: UP031 (a third faster than format())
 
 
 def server_of_url(url: Any) -> dict[str, Any]:
