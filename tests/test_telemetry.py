@@ -201,6 +201,37 @@ def test_exemplars_link_error_and_latency_series_to_the_streams_own_span(bedrock
         == {failed["trace_id"], throttled["trace_id"]}
 
 
+def test_a_provider_on_the_per_point_path_gets_the_exemplars_through_the_sdk(bedrock_otel_server: Any) -> None:
+    """A reader that prefers delta temporality takes every point through the Metrics API: the points and totals
+    of the series with exemplars go in a context holding the stream's span, and the SDK's trace-based filter
+    attaches its ids; the completed stream's outcome gets none."""
+    from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+
+    delta = AggregationTemporality.DELTA
+    capture = CapturedTelemetry()
+    capture.metric_reader = InMemoryMetricReader(preferred_temporality={
+        Counter: delta, Histogram: delta, ObservableCounter: delta})
+    capture.meter_provider = MeterProvider(metric_readers=[capture.metric_reader])
+    with capture as t:
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "http_429_then_ok")
+        drive(bedrock_otel_server, "bedrock", "sync", "create", "error_mid")
+        ids = {s.attributes[sc.OUTCOME]: f"{s.context.trace_id:032x}" for s in t.spans()}
+        data = t.metric_reader.get_metrics_data()
+    points = {m.name: list(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
+              for m in sm.metrics}
+    traces = {name: {p.attributes.get(sc.OUTCOME): {f"{e.trace_id:032x}" for e in p.exemplars} for p in found}
+              for name, found in points.items()}
+    assert traces[c.STREAMS.name] == {sc.OUTCOME_ERROR: {ids[sc.OUTCOME_ERROR]}, sc.OUTCOME_COMPLETED: set()}
+
+    def every(name: str) -> set[str]:
+        return {f"{e.trace_id:032x}" for p in points[name] for e in p.exemplars}
+
+    assert every(c.OPERATION_DURATION.name) == set(ids.values())
+    assert every(c.ERROR_FRAMES.name) == {ids[sc.OUTCOME_ERROR]}
+    assert every(c.STREAM_EVENTS.name) == set()  # a series without exemplars
+
+
 def test_a_provider_told_to_keep_no_exemplars_gets_none(bedrock_otel_server: Any) -> None:
     from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -238,10 +269,11 @@ def test_a_failed_measurement_is_counted_as_dropped_by_its_recorder(bedrock_otel
     bare = drive(bedrock_otel_server, "bedrock", "sync", "create", "normal")
     record = OtelRecorder.record
 
-    def failing(self: OtelRecorder, instrument: c.Instrument, values: tuple[str, ...], value: float) -> None:
+    def failing(self: OtelRecorder, instrument: c.Instrument, values: tuple[str, ...], value: float,
+                context: Any = None) -> None:
         if instrument is c.OPERATION_DURATION:
             raise ValueError("a broken OpenTelemetry reader")
-        record(self, instrument, values, value)
+        record(self, instrument, values, value, context)
 
     monkeypatch.setattr(OtelRecorder, "record", failing)
     from opentelemetry.sdk.metrics import MeterProvider

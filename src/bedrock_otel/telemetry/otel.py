@@ -4,7 +4,9 @@ Counters, up-down counters and gauges are observable instruments reporting total
 update per stream instead of a synchronous `add()` of several microseconds each. Histogram points are queued
 (an append) and recorded by the first instrument callback of the next collection, in the reader's thread, so
 the ~8 µs the SDK spends per `record()` stays off the application's path. The queue is bounded: past
-`PENDING_LIMIT` points (a provider whose readers never collect) points are recorded at once instead.
+`PENDING_LIMIT` points (a provider whose readers never collect) points are recorded at once instead. Exemplars:
+the series the catalogue marks are recorded, and observed, in a context holding the stream's sampled span, so the
+SDK's own exemplar filter and reservoirs take them.
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ class OtelRecorder:
         self._histograms: dict[Instrument, Any] = {}
         self._gauges = frozenset(i for i in CATALOG if i.kind is Kind.GAUGE)
         self.attributes = Attributes()
-        # (histogram, value, cached attributes): the label tuple is let go at once. Holding it instead made the
-        # garbage collector's work per stream grow by ~35 µs (callgrind) with a queue of a thousand points
-        self._pending: deque[tuple[Any, float, dict[str, str]]] = deque()  # append/popleft: thread-safe
+        # (histogram, value, cached attributes, context): the label tuple is let go at once. Holding it instead
+        # made the garbage collector's work per stream grow by ~35 µs (callgrind) with a queue of a thousand points
+        self._pending: deque[tuple[Any, float, dict[str, str], Any]] = deque()  # append/popleft: thread-safe
+        # a series' latest sampled span, as a context, for the SDK's exemplar filter (`record_all`)
+        self._contexts: dict[Instrument, dict[tuple[str, ...], Any]] = {}
         for instrument in CATALOG:
             if instrument.kind is Kind.HISTOGRAM:
                 histogram = _histogram(meter, instrument)
                 self._histograms[instrument] = _Points(histogram) if instrument.points else histogram
                 continue
             self._totals[instrument] = {}
+            self._contexts[instrument] = {}
             create = {
                 Kind.COUNTER: meter.create_observable_counter,
                 Kind.UP_DOWN_COUNTER: meter.create_observable_up_down_counter,
@@ -48,29 +53,43 @@ class OtelRecorder:
                    description=instrument.description)
 
     def record_all(self, items: Iterable[Measurement], exemplar: tuple[str, str] | None = None) -> list[Instrument]:
-        """Take a batch of measurements; return the instruments of those that failed. (No exemplars here yet:
-        counters are observed in the reader's callback and histogram points recorded there, outside the span.)"""
-        return record_each(self.record, items)
+        """Take a batch of measurements; return the instruments of those that failed. `exemplar`: the sampled
+        span's ids; the series the catalogue marks are recorded, or observed, in a context holding that span, so
+        the SDK's exemplar filter attaches it (the points are recorded and the totals observed in the reader's
+        thread, outside the span)."""
+        if exemplar is None:
+            return record_each(self.record, items)
+        context = _context_of(exemplar)
 
-    def record(self, instrument: Instrument, values: tuple[str, ...], value: float) -> None:
+        def record(instrument: Instrument, values: tuple[str, ...], value: Any) -> None:
+            keep = instrument.exemplars and values[-1] != instrument.exemplars_except
+            self.record(instrument, values, value, context if keep else None)
+
+        return record_each(record, items)
+
+    def record(self, instrument: Instrument, values: tuple[str, ...], value: float, context: Any = None) -> None:
         totals = self._totals.get(instrument)
         if totals is None:  # a histogram
             histogram, attributes = self._histograms[instrument], self.attributes(instrument, values)
             if len(self._pending) < PENDING_LIMIT:
-                self._pending.append((histogram, value, attributes))
+                self._pending.append((histogram, value, attributes, context))
             else:
-                histogram.record(value, attributes)
-        elif instrument in self._gauges:
+                histogram.record(value, attributes, context)
+            return
+        if instrument in self._gauges:
             totals[values] = value
         else:
             totals[values] = totals.get(values, 0) + value
+        if context is not None:
+            self._contexts[instrument][values] = context
 
     def _observer(self, instrument: Instrument) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        totals = self._totals[instrument]
+        totals, contexts = self._totals[instrument], self._contexts[instrument]
 
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             self.flush()  # callbacks run before the SDK reads its histograms: queued points are in this collection
-            return [Observation(value, self.attributes(instrument, values)) for values, value in list(totals.items())]
+            return [Observation(value, self.attributes(instrument, values), contexts.get(values))
+                    for values, value in list(totals.items())]
 
         return observe
 
@@ -81,11 +100,11 @@ class OtelRecorder:
         pending = self._pending
         while pending:
             try:
-                histogram, value, attributes = pending.popleft()
+                histogram, value, attributes, context = pending.popleft()
             except IndexError:
                 return
             try:
-                histogram.record(value, attributes)
+                histogram.record(value, attributes, context)
             except Exception:
                 log.debug("bedrock_otel: recording a histogram point failed", exc_info=True)
                 self.record(TELEMETRY_DROPPED, (sc.DROPPED_RECORD_FAILED,), 1)
@@ -93,7 +112,7 @@ class OtelRecorder:
     def forget(self) -> None:
         """Drop every total (in a forked child: the parent's are the parent's to report)."""
         self._pending.clear()
-        for totals in self._totals.values():
+        for totals in (*self._totals.values(), *self._contexts.values()):
             totals.clear()  # the same dicts: the instruments' callbacks hold them
 
     def close(self) -> None:
@@ -119,10 +138,19 @@ class _Points:
     def __init__(self, histogram: Any) -> None:
         self.histogram = histogram
 
-    def record(self, points: Sequence[float], attributes: dict[str, str]) -> None:
+    def record(self, points: Sequence[float], attributes: dict[str, str], context: Any = None) -> None:
         record = self.histogram.record
         for point in points:
-            record(point, attributes)
+            record(point, attributes, context)
+
+
+def _context_of(exemplar: tuple[str, str]) -> Any:
+    """A context whose current span is the sampled span of these ids (what the SDK's exemplar filter reads)."""
+    from opentelemetry import trace
+
+    span = trace.NonRecordingSpan(trace.SpanContext(int(exemplar[0], 16), int(exemplar[1], 16), is_remote=False,
+                                                    trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+    return trace.set_span_in_context(span)
 
 
 def _histogram(meter: Meter, instrument: Instrument) -> Any:
