@@ -284,9 +284,10 @@ sys.stdin.readline()  # until the test has scraped; the exit flushes the spans
 
 
 def test_exemplars_scraped_by_prometheus_lead_to_the_failing_streams_traces() -> None:
-    """A faulty workload exports its spans over OTLP and serves /metrics; the real Prometheus, exemplar storage
-    on, scrapes it (OpenMetrics). Every exemplar of the rate-limit, error-frame, outcome and duration series is the
-    trace of a span the receiver got, of a stream that had that error; ids only."""
+    """A faulty workload exports its spans and metrics over OTLP and serves /metrics; the real Prometheus, exemplar
+    storage on, scrapes it (OpenMetrics). Every exemplar of the rate-limit, error-frame, outcome and duration series
+    is the trace of a span the receiver got, of a stream that had that error; ids only. The OTLP metrics carry the
+    same links."""
     import sys
 
     from procs import child_env, popen
@@ -307,8 +308,18 @@ def test_exemplars_scraped_by_prometheus_lead_to_the_failing_streams_traces() ->
         child.communicate("\n", timeout=60)
         assert child.returncode == 0
         assert receiver.wait_for(lambda: sum(s.name.startswith("chat") for _, s in receiver.spans()) == 40)
+        assert receiver.wait_for(lambda: receiver.latest_metric(c.ERROR_FRAMES.name) is not None)
+        over_otlp = {name: [(attributes_of(point.attributes), exemplar) for point in
+                            getattr(receiver.latest_metric(name), kind).data_points for exemplar in point.exemplars]
+                     for name, kind in ((c.ERROR_FRAMES.name, "sum"), (c.OPERATION_DURATION.name, "histogram"))}
     spans = {span.trace_id.hex(): attributes_of(span.attributes) for _, span in receiver.spans()
              if span.name.startswith("chat")}
+    for name, exemplars in over_otlp.items():  # the same links over OTLP, to traces the receiver got
+        assert exemplars, f"no exemplars on {name} over OTLP"
+        for attributes, exemplar in exemplars:
+            span = spans[exemplar.trace_id.hex()]
+            assert span[sc.REQUEST_MODEL] == attributes[sc.REQUEST_MODEL] and len(exemplar.span_id) == 8
+            assert attributes.get(sc.ERROR_TYPE) in (None, span.get(sc.ERROR_TYPE))
     for name, series in found.items():
         assert series, f"no exemplars for {name}"
         for one in series:
