@@ -53,6 +53,10 @@ class Instrument:
     # replace the last one, for nothing to look at)
     exemplars_except: str | None = None
 
+    def keeps_exemplar(self, values: tuple[str, ...]) -> bool:
+        """Whether the series of these label values keeps an exemplar (ask only where `exemplars` is set)."""
+        return values[-1] != self.exemplars_except
+
     @property
     def attributes(self) -> tuple[str, ...]:
         return self.base_labels + self.extra_labels

@@ -62,7 +62,7 @@ class OtelRecorder:
         context = _context_of(exemplar)
 
         def record(instrument: Instrument, values: tuple[str, ...], value: Any) -> None:
-            keep = instrument.exemplars and values[-1] != instrument.exemplars_except
+            keep = instrument.exemplars and instrument.keeps_exemplar(values)
             self.record(instrument, values, value, context if keep else None)
 
         return record_each(record, items)

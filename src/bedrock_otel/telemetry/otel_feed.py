@@ -90,8 +90,10 @@ class Feed:
         self.attributes = Attributes()
         self._originals: list[tuple[Any, Callable[..., Any]]] = []
         # the store's exemplars are sampled spans' (trace-based); a provider told to keep none gets none
+        from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
         exemplar_filter = getattr(getattr(provider, "_sdk_config", None), "exemplar_filter", None)
-        self.exemplars = type(exemplar_filter).__name__ != "AlwaysOffExemplarFilter"
+        self.exemplars = not isinstance(exemplar_filter, AlwaysOffExemplarFilter)
 
     def attach(self) -> None:
         for reader in _readers(self._provider):

@@ -241,7 +241,7 @@ class NativeFamilies:
                     if series is None:
                         series = family.new_series(values)
                     kind = family.kind
-                    keep = exemplar is not None and instrument.exemplars and values[-1] != instrument.exemplars_except
+                    keep = exemplar is not None and instrument.exemplars and instrument.keeps_exemplar(values)
                     if kind is Kind.COUNTER:
                         if value < 0:
                             raise ValueError(f"{family.name}: a counter cannot go down ({value})")
