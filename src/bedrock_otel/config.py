@@ -139,6 +139,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retry", "BEDROCK_OTEL_RETRY", _bool, False,
             "Opt-in: retry a streamed call whose stream opens with a retryable in-band error, under the client's "
             "own retry policy (max_retries, backoff, retry-after, x-should-retry)."),
+    Setting("pressure", "BEDROCK_OTEL_PRESSURE", _bool, False,
+            "Opt-in: a retry budget and an adaptive send rate per (platform, region, model), so that throttles do "
+            "not become a retry storm (see docs/architecture.md, pressure mode)."),
+    Setting("pressure_max_wait", "BEDROCK_OTEL_PRESSURE_MAX_WAIT", _seconds, 2.0,
+            "Pressure mode: the longest an HTTP attempt waits for its turn; one whose turn is further away is not "
+            "sent, and the client raises its throttling error at once."),
     Setting("span_events", "BEDROCK_OTEL_SPAN_EVENTS", _span_events, "boundaries",
             "Span events: none, errors, boundaries (all but content_block_delta and ping), all."),
     Setting("max_models", "BEDROCK_OTEL_MAX_MODELS", _positive_int, 64,
@@ -181,6 +187,8 @@ def setting(name: str) -> Setting:
 class Settings:
     repair: bool = False
     retry: bool = False
+    pressure: bool = False
+    pressure_max_wait: float = 2.0
     span_events: str = "boundaries"
     max_models: int = 64
     capture_content: bool = False

@@ -71,6 +71,9 @@ BEDROCK_EXCEPTION_TYPES = frozenset(name for name, kind in ERRORS.items() if kin
 # error type -> anthropic.rate_limit.source, for the error types that are rate limits
 RATE_LIMIT_SOURCES = {name: kind.rate_limit for name, kind in ERRORS.items() if kind.rate_limit is not None}
 # error type -> HTTP status the SDK is handed in retry mode, for the error types retry mode retries
+# the statuses and in-band error types pressure mode reads as a throttle: "send less" (429, and 529 overloaded)
+THROTTLE_STATUSES = frozenset({429, 529})
+THROTTLES = frozenset(name for name, kind in ERRORS.items() if kind.status in THROTTLE_STATUSES)
 RETRY_STATUS = {name: kind.sdk_retry for name, kind in ERRORS.items() if kind.sdk_retry is not None}
 
 

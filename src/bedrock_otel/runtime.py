@@ -12,17 +12,19 @@ import threading
 import time
 from collections.abc import Iterable
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import semconv as sc
 from .config import Settings
+from .errors import THROTTLE_STATUSES, THROTTLES
 from .observe import classify
 from .observe.live import LIVE
 from .observe.observer import CALLER_STOPPED, RAISED, SPAN_EVENT_LEVELS, CallContext, StreamObserver
 from .observe.retry import Lookahead
+from .pressure import Pressure
 from .telemetry import catalog, measurements
 from .telemetry.spans import end_span, exemplar_of, open_span
 
@@ -72,6 +74,7 @@ class Runtime:
         self.capture_content = settings.capture_content
         self.repair_mode = settings.repair
         self._model_cap = classify.ValueCap(settings.max_models)
+        self.pressure = Pressure(settings.pressure_max_wait) if settings.pressure else None
         self._record_baseline()
 
     def _record_baseline(self) -> None:
@@ -83,6 +86,8 @@ class Runtime:
         """In a forked child whose recorders forgot the parent's values: this process's own model cap, the
         baseline again, and a tracer carrying the child's resource."""
         self._model_cap = classify.ValueCap(self.settings.max_models)
+        if self.pressure is not None:  # the parent's budget and rates were the parent's
+            self.pressure = Pressure(self.settings.pressure_max_wait)
         self._record_baseline()
         if self.tracer is not None:
             self.tracer = tracer
@@ -193,6 +198,13 @@ class Runtime:
                         exemplar_of(getattr(ctx, "span", None)))
         except Exception:
             self.internal_error(ctx.family.components.send)
+            return
+        if self.pressure is not None:
+            status = response.status_code
+            if status in THROTTLE_STATUSES:
+                self.throttled(ctx, classify.retry_after_seconds(headers))
+            elif status < 400:
+                self._succeeded(ctx)
 
     def _looked_ahead(self, observer: StreamObserver, response: Any, look: Lookahead | None) -> Any:
         """Retry mode: a retryable error read ahead is absorbed by the observer (pending until the next attempt
@@ -205,7 +217,126 @@ class Runtime:
                     observer.absorb(look.events, look.retryable)
                 except Exception:
                     self.internal_error("retry.read_ahead")
+                if self.pressure is not None and look.retryable.error_type in THROTTLES:
+                    self.throttled(observer, None)
         return response
+
+    # -- pressure mode (pressure.py) ----------------------------------------------------------------------
+
+    def pace(self, ctx: CallContext, request: Any) -> Any:
+        """Before an attempt is sent: wait for the key's turn (sync: `time.sleep`, which KeyboardInterrupt ends).
+        None: send it now; else the response the client gets instead (refused: its turn is too far away)."""
+        wait = self._turn(ctx)
+        if wait:
+            started, ended = perf_counter_ns(), False
+            try:
+                time.sleep(wait)
+                ended = True
+            finally:
+                self._waited(ctx, started, cancelled=not ended)
+        return self._go(ctx, request, wait)
+
+    async def apace(self, ctx: CallContext, request: Any) -> Any:
+        """The async twin of `pace`: `await`s (anyio, as the SDK does), so cancelling the task ends the wait."""
+        wait = self._turn(ctx)
+        if wait:
+            import anyio
+
+            started, ended = perf_counter_ns(), False
+            try:
+                await anyio.sleep(wait)
+                ended = True
+            finally:
+                self._waited(ctx, started, cancelled=not ended)
+        return self._go(ctx, request, wait)
+
+    def _turn(self, ctx: CallContext) -> float | None:
+        """The attempt takes its turn (`ctx.turn_at`: a throttle of an attempt whose turn came before the rate last
+        fell says nothing new): the seconds it waits, None if refused."""
+        pressure = cast(Pressure, self.pressure)
+        try:
+            ctx.turn_at = now = pressure.now()
+            return pressure.before_send(ctx.labels.pressure_key, ctx.attempts == 0, now)
+        except Exception:
+            self.internal_error("pressure")
+            return 0.0
+
+    def _go(self, ctx: CallContext, request: Any, waited: float | None) -> Any:
+        """After the turn: None, the attempt is sent now (the send rate counts it); or, refused, the response the
+        client gets instead."""
+        if waited is None:
+            return self._refused_attempt(ctx, request)
+        pressure = cast(Pressure, self.pressure)
+        try:
+            pressure.sent(ctx.labels.pressure_key, pressure.now() if waited else ctx.turn_at)
+        except Exception:
+            self.internal_error("pressure")
+        return None
+
+    def _waited(self, ctx: CallContext, started_ns: int, cancelled: bool = False) -> None:
+        """A wait ended (a cancelled one gives its turn back): its histogram point and span event."""
+        try:
+            if cancelled:
+                cast(Pressure, self.pressure).gave_back(ctx.labels.pressure_key)
+            waited = (perf_counter_ns() - started_ns) / 1e9
+            self.record(measurements.pressure_wait(ctx.labels, waited))
+            span = getattr(ctx, "span", None)
+            if span is not None:
+                span.add_event(sc.SPAN_EVENT_PRESSURE_WAIT, {sc.PRESSURE_WAIT_S: waited})
+        except Exception:
+            self.internal_error("pressure")
+
+    def _refused_attempt(self, ctx: CallContext, request: Any) -> Any:
+        """An attempt not sent: the throttle the client gets instead, from its family (None: send it after all)."""
+        try:
+            response = ctx.family.refusal(request)
+            self._refused(ctx, sc.REFUSED_MAX_WAIT)
+            return response
+        except Exception:
+            self.internal_error("pressure")
+            return None
+
+    def _refused(self, ctx: CallContext, reason: str) -> None:
+        self.record(measurements.pressure_refused(ctx.labels, reason))
+        span = getattr(ctx, "span", None)
+        if span is not None:
+            span.add_event(sc.SPAN_EVENT_PRESSURE_REFUSED, {sc.PRESSURE_REASON: reason, sc.RETRY_ATTEMPT: ctx.attempts})
+
+    def throttled(self, ctx: CallContext, retry_after: float | None) -> None:
+        """A throttle answered the call's latest attempt: the key slows down (and pauses for a `retry-after`)."""
+        try:
+            rate = cast(Pressure, self.pressure).throttled(ctx.labels.pressure_key, ctx.turn_at, retry_after)
+            if rate is not None:
+                self.record(measurements.pressure_rate(ctx.labels, rate))
+        except Exception:
+            self.internal_error("pressure")
+
+    def _succeeded(self, ctx: CallContext) -> None:
+        try:
+            rate = cast(Pressure, self.pressure).succeeded(ctx.labels.pressure_key)
+            if rate is not None:
+                self.record(measurements.pressure_rate(ctx.labels, rate))
+        except Exception:
+            self.internal_error("pressure")
+
+    def retry_refused(self, ctx: CallContext) -> bool:
+        """The client would retry the call's latest attempt: True if the key's retry budget has none left (the
+        client must not retry: counted, and a span event), False if it had one (now spent)."""
+        try:
+            if cast(Pressure, self.pressure).spend_retry(ctx.labels.pressure_key):
+                return False
+            self._refused(ctx, sc.REFUSED_RETRY_BUDGET)
+            return True
+        except Exception:
+            self.internal_error("pressure")
+            return False
+
+    def retry_not_taken(self, ctx: CallContext) -> None:
+        """A retry spent from the budget was not made after all (the client decided against it): refunded."""
+        try:
+            cast(Pressure, self.pressure).refund_retry(ctx.labels.pressure_key)
+        except Exception:
+            self.internal_error("pressure")
 
     # -- streams ----------------------------------------------------------------------------------------------
 
@@ -250,6 +381,8 @@ class Runtime:
         if not self.recorders and span is None:
             return  # nothing records (hooks only)
         summary = observer.summary(outcome, duration_ns)
+        if self.pressure is not None and any(frame[0] in THROTTLES for frame in summary.error_frames):
+            self.throttled(observer, None)  # in-band, on the stream the caller read
         if self.recorders:  # one batch per recorder
             batch = measurements.in_flight(observer.labels, -1)
             if ACTIVE is self:

@@ -32,6 +32,7 @@ STREAM_API = "anthropic.stream.api"
 PLATFORM = "anthropic.platform"
 INTERNAL_COMPONENT = "bedrock_otel.component"
 DROPPED_REASON = "bedrock_otel.dropped.reason"
+PRESSURE_REASON = "bedrock_otel.pressure.reason"
 
 # -- span-only GenAI attributes ---------------------------------------------------------------------
 REQUEST_STREAM = "gen_ai.request.stream"
@@ -59,6 +60,9 @@ OUTPUT_MESSAGES = "gen_ai.output.messages"
 SPAN_EVENT_ERROR_FRAME = "anthropic.stream.error_frame"
 SPAN_EVENT_MALFORMED = "anthropic.stream.malformed_event"
 SPAN_EVENT_RETRY = "anthropic.stream.retry"
+SPAN_EVENT_PRESSURE_WAIT = "bedrock_otel.pressure.wait"  # pressure mode held an attempt back
+SPAN_EVENT_PRESSURE_REFUSED = "bedrock_otel.pressure.refused"  # pressure mode refused an attempt
+PRESSURE_WAIT_S = "bedrock_otel.pressure.wait_s"
 
 # -- values -----------------------------------------------------------------------------------------
 OTHER = "_OTHER"
@@ -151,8 +155,13 @@ INTERNAL_COMPONENTS = (
     "hooks.request", "hooks.send", "hooks.stream", "hooks.close", "hooks.frame",
     "observer.event", "observer.item", "observer.frame", "observer.exception", "observer.finish",
     "runtime.fork", "retry.read_ahead", "hooks.boto_call", "hooks.boto_send", "hooks.boto_stream",
-    "observer.boto_event",
+    "observer.boto_event", "pressure",
 )
+
+# bedrock_otel.pressure.reason values: why pressure mode refused an attempt (the client raised its throttling error)
+REFUSED_RETRY_BUDGET = "retry_budget"  # a retry over the key's retry budget
+REFUSED_MAX_WAIT = "max_wait"  # an attempt whose turn was more than BEDROCK_OTEL_PRESSURE_MAX_WAIT away
+PRESSURE_REASONS = (REFUSED_RETRY_BUDGET, REFUSED_MAX_WAIT)
 
 # bedrock_otel.dropped.reason values: telemetry bedrock_otel could not record as asked (also exported at 0).
 DROPPED_LABEL_OVERFLOW = "label_overflow"  # a label value folded into _OTHER by a cardinality cap

@@ -75,6 +75,11 @@ class Family:
         """The async twin of `read_ahead`, for families with async clients."""
         raise NotImplementedError
 
+    def refusal(self, request: Any) -> Any:
+        """Pressure mode: the throttle response the client gets for an attempt (`request`, as its attempt hook
+        receives it) that is not sent; the client must raise its throttling error for it and not retry."""
+        raise NotImplementedError
+
     def find(self, stream: Any) -> StreamObserver | None:
         """The observer that is to watch a stream object, if any; also registers it under anything else its hooks
         will look it up by."""

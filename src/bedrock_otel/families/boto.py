@@ -255,6 +255,9 @@ class BotoFamily(Family):
         """The EventStream under the result's key for the call's operation."""
         return event_stream_of(result.get(_RESULT_KEYS[ctx.labels.api])) if isinstance(result, dict) else None
 
+    def refusal(self, request: Any) -> Any:
+        return replay.aws_refusal(request)
+
     def read_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         return replay.read_ahead_aws(response)
 

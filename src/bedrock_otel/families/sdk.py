@@ -65,6 +65,9 @@ class SdkFamily(Family):
     async def aread_ahead(self, response: Any) -> tuple[Any, Lookahead | None]:
         return await replay.aread_ahead(response)
 
+    def refusal(self, request: Any) -> Any:
+        return replay.refusal(request)
+
     def find(self, stream: Any) -> StreamObserver | None:
         """By the response (an ended stream's observer too: its hooks stay its own); a Bedrock stream's decoder
         too, for the frames it drops."""

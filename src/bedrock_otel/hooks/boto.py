@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from .. import runtime as rt
 from ..families.boto import BOTO
+from ..observe.replay import REFUSED_HEADER
 from .wrappers import attempt, closer, run_in_call
 
 
@@ -38,6 +39,56 @@ def _operation(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]
 
 
 send = attempt(BOTO)  # Endpoint._send: each HTTP attempt of an observed call; retry mode reads ahead there
+
+
+def needs_retry(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`Endpoint._needs_retry(attempts, operation_model, request_dict, response, caught_exception)`: pressure mode's
+    retry budget may say no to a retry of an observed call's error response. botocore's handlers sleep out the
+    back-off before they answer, so the budget is asked first (and refunded if botocore does not retry)."""
+    ctx = rt.CURRENT_CALL.get()
+    runtime = rt.ACTIVE
+    if ctx is None or runtime is None or runtime.pressure is None or ctx.family is not BOTO:
+        return wrapped(*args, **kwargs)
+    response = args[3] if len(args) > 3 else kwargs.get("response")
+    if _refused(response):  # pressure mode did not send the attempt: its throttle is final
+        return False
+    attempts = args[0] if args else kwargs.get("attempts")
+    request_dict = args[2] if len(args) > 2 else kwargs.get("request_dict")
+    if not _retryable(response) or not _attempts_left(attempts, request_dict):
+        return wrapped(*args, **kwargs)
+    if runtime.retry_refused(ctx):
+        return False
+    retried = wrapped(*args, **kwargs)
+    if not retried:
+        runtime.retry_not_taken(ctx)
+    return retried
+
+
+def _refused(response: Any) -> bool:
+    try:
+        return REFUSED_HEADER in response[0].headers
+    except Exception:
+        return False
+
+
+def _attempts_left(attempts: Any, request_dict: Any) -> bool:
+    """Whether botocore's retry mode has attempts left (the maximum its handlers keep on the request's retries
+    context; unknown: assumed so): a call on its last attempt is not refused a retry it would not make."""
+    try:
+        return bool(attempts < request_dict["context"]["retries"]["max"])
+    except Exception:
+        return True
+
+
+def _retryable(response: Any) -> bool:
+    """An error response botocore's retry modes may retry: a throttle or a server error (not a connection error,
+    which is no throttle and is left to botocore)."""
+    try:
+        http, parsed = response
+        code = parsed.get("Error", {}).get("Code", "")
+        return http.status_code == 429 or http.status_code >= 500 or "Throttl" in code
+    except Exception:
+        return False
 
 
 def events(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

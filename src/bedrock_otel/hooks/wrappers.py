@@ -63,6 +63,10 @@ def attempt(family: Any) -> Wrapper:
             return wrapped(*args, **kwargs)
         if ctx.pending_retry is not None:  # retry mode handed the last attempt's in-band error over
             runtime.attempt_starting(ctx)
+        if runtime.pressure is not None:  # pressure mode: the key's turn first (or a refusal)
+            refused = runtime.pace(ctx, args[0] if args else kwargs.get("request"))
+            if refused is not None:
+                return refused
         response = wrapped(*args, **kwargs)
         runtime = rt.ACTIVE
         return runtime.attempt_answered(ctx, response) if runtime is not None else response
@@ -80,6 +84,10 @@ def aattempt(family: Any) -> Wrapper:
             return await wrapped(*args, **kwargs)
         if ctx.pending_retry is not None:
             runtime.attempt_starting(ctx)
+        if runtime.pressure is not None:
+            refused = await runtime.apace(ctx, args[0] if args else kwargs.get("request"))
+            if refused is not None:
+                return refused
         response = await wrapped(*args, **kwargs)
         runtime = rt.ACTIVE
         return await runtime.aattempt_answered(ctx, response) if runtime is not None else response
@@ -89,6 +97,18 @@ def aattempt(family: Any) -> Wrapper:
 
 send = attempt(SDK)  # httpx(2).Client.send
 asend = aattempt(SDK)  # httpx(2).AsyncClient.send
+
+
+def should_retry(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """`BaseClient._should_retry(response)`: pressure mode's retry budget may say no to a retry the SDK would make;
+    the SDK then raises what it raises when `max_retries` is spent."""
+    retry = wrapped(*args, **kwargs)
+    if retry:
+        ctx = rt.CURRENT_CALL.get()
+        runtime = rt.ACTIVE
+        if ctx is not None and runtime is not None and runtime.pressure is not None and ctx.family is SDK:
+            return not runtime.retry_refused(ctx)
+    return retry
 
 
 def _observed(method: str) -> Wrapper:

@@ -11,7 +11,8 @@ class CallLabels:
     """Provider, platform, model, region and inference profile of a call, with the label tuples the recorders
     use."""
 
-    __slots__ = ("api", "model", "platform", "profile", "provider", "provider_key", "region", "stream_key")
+    __slots__ = ("api", "model", "platform", "pressure_key", "profile", "provider", "provider_key", "region",
+                 "stream_key")
 
     def __init__(self, provider: str, platform: str, model: str, region: str = "", profile: str = "",
                  api: str = sc.API_MESSAGES) -> None:
@@ -24,6 +25,7 @@ class CallLabels:
         # value order matches catalog.STREAM_LABELS and catalog.PROVIDER_LABELS
         self.stream_key = (provider, platform, model, region, profile, api)
         self.provider_key = (provider, platform, region)
+        self.pressure_key = (provider, platform, model, region)  # catalog.PRESSURE_LABELS: where one quota applies
 
     def span_attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {

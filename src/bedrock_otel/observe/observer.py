@@ -93,7 +93,7 @@ class CallContext:
     the client family that made it (`families/`); `request` the call's own request while it runs (its identity:
     an inner call of the same family made with the same request is this one), released when it returns."""
 
-    __slots__ = ("__weakref__", "attempts", "family", "labels", "pending_retry", "request", "request_id")
+    __slots__ = ("__weakref__", "attempts", "family", "labels", "pending_retry", "request", "request_id", "turn_at")
 
     def __init__(self, family: Any, labels: CallLabels, request: Any = None) -> None:
         self.family = family
@@ -104,6 +104,7 @@ class CallContext:
         # retry mode: an in-band error handed to the client as an HTTP error, resolved by the next attempt
         # (retried) or the end of the call (exhausted)
         self.pending_retry: PendingRetry | None = None
+        self.turn_at = 0.0  # pressure mode: when the latest attempt took its turn to be sent (its clock)
 
 
 class StreamObserver(CallContext):

@@ -122,6 +122,25 @@ def _build_error_response(response: Any, error: InBandError) -> Any:
     return type(response)(status, headers=headers, content=content, request=response.request)
 
 
+# -- pressure mode: an attempt not sent ------------------------------------------------------------------------
+
+REFUSED_HEADER = "x-bedrock-otel-pressure"  # on a refusal: tells the application (and botocore's hook) it is ours
+REFUSED_MESSAGE = ("Not sent by bedrock_otel pressure mode: this model's quota is throttling, and the request's turn "
+                   "was more than BEDROCK_OTEL_PRESSURE_MAX_WAIT away")
+
+
+def refusal(request: Any) -> Any:
+    """The HTTP 429 an SDK attempt gets instead of being sent: the API's `rate_limit_error`, with `x-should-retry:
+    false` (the SDK raises `RateLimitError` at once), from the HTTP library of the request (httpx or httpx2)."""
+    import sys
+
+    http = sys.modules[type(request).__module__.partition(".")[0]]
+    body = {"type": "error", "error": {"type": "rate_limit_error", "message": REFUSED_MESSAGE}}
+    headers = [(b"content-type", b"application/json"), (b"x-should-retry", b"false"),
+               (REFUSED_HEADER.encode(), b"refused")]
+    return http.Response(429, headers=headers, content=json.dumps(body).encode("utf-8"), request=request)
+
+
 class WrappedBody:
     """A body put in place of a response's own; in everything else it is the original (httpx2 reads the
     response's `elapsed` from its byte stream once it is closed). The SDK (1.14+) reads `stream_observer` off the
@@ -232,6 +251,17 @@ def _aws_error_response(response: Any, error: InBandError) -> Any:
     headers = {k: v for k, v in response.headers.items() if k.lower().encode() not in _FRAMING_HEADERS}
     headers.update({"x-amzn-ErrorType": code, "content-type": "application/json", "content-length": str(len(body))})
     return AWSResponse(response.url, status, headers, _Body(body))
+
+
+def aws_refusal(request: Any) -> Any:
+    """The HTTP 429 `ThrottlingException` a botocore attempt gets instead of being sent (the budget hook does not
+    let botocore retry it: `REFUSED_HEADER`)."""
+    from botocore.awsrequest import AWSResponse
+
+    body = json.dumps({"message": REFUSED_MESSAGE}).encode("utf-8")
+    headers = {"x-amzn-ErrorType": "ThrottlingException", "content-type": "application/json",
+               "content-length": str(len(body)), REFUSED_HEADER: "refused"}
+    return AWSResponse(request.url, 429, headers, _Body(body))
 
 
 class _Body:

@@ -30,6 +30,8 @@ RETRY_AFTER_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 # that streamed. "P" metrics carry the provider and, as an allowed extra label, the region.
 STREAM_LABELS = (sc.PROVIDER, sc.PLATFORM, sc.REQUEST_MODEL, sc.CLOUD_REGION, sc.INFERENCE_PROFILE, sc.STREAM_API)
 PROVIDER_LABELS = (sc.PROVIDER, sc.PLATFORM, sc.CLOUD_REGION)
+# pressure mode's key: where one quota applies
+PRESSURE_LABELS = (sc.PROVIDER, sc.PLATFORM, sc.REQUEST_MODEL, sc.CLOUD_REGION)
 
 
 @dataclass(frozen=True, eq=False)  # identity hash: instruments are dictionary keys on the hot path
@@ -174,6 +176,22 @@ TOKEN_USAGE = Instrument(
     "Input and output tokens per streamed call.",
     STREAM_LABELS, (sc.OPERATION_NAME, sc.TOKEN_TYPE), buckets=TOKEN_BUCKETS,
 )
+PRESSURE_RATE = Instrument(
+    "bedrock_otel.pressure.allowed_rate", Kind.GAUGE, "{request}/s",
+    "Pressure mode: requests a second a key is paced to after throttles; 0 while it is not paced.",
+    PRESSURE_LABELS,
+)
+PRESSURE_WAIT = Instrument(
+    "bedrock_otel.pressure.wait.duration", Kind.HISTOGRAM, "s",
+    "Pressure mode: how long HTTP attempts waited for their turn before being sent (one point per wait).",
+    PRESSURE_LABELS, buckets=DURATION_BUCKETS,
+)
+PRESSURE_REFUSED = Instrument(
+    "bedrock_otel.pressure.refused", Kind.COUNTER, "{attempt}",
+    "Pressure mode: attempts not made, by reason: a retry over the retry budget, an attempt whose turn was more "
+    "than the maximum wait away. The client raised its throttling error at once.",
+    PRESSURE_LABELS, (sc.PRESSURE_REASON,),
+)
 INTERNAL_ERRORS = Instrument(
     "bedrock_otel.internal.errors", Kind.COUNTER, "{error}",
     "Exceptions caught inside bedrock_otel itself (the application never sees them).",
@@ -205,6 +223,9 @@ CATALOG: tuple[Instrument, ...] = (
     TIME_TO_FIRST_CHUNK,
     TIME_PER_OUTPUT_CHUNK,
     TOKEN_USAGE,
+    PRESSURE_RATE,
+    PRESSURE_WAIT,
+    PRESSURE_REFUSED,
     INTERNAL_ERRORS,
     TELEMETRY_DROPPED,
 )

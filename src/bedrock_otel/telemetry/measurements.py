@@ -39,6 +39,18 @@ def in_flight(labels: CallLabels, delta: int) -> list[Measurement]:
     return [(c.STREAMS_ACTIVE, labels.provider_key, delta)]
 
 
+def pressure_rate(labels: CallLabels, rate: float) -> list[Measurement]:
+    return [(c.PRESSURE_RATE, labels.pressure_key, rate)]
+
+
+def pressure_wait(labels: CallLabels, seconds: float) -> list[Measurement]:
+    return [(c.PRESSURE_WAIT, labels.pressure_key, seconds)]
+
+
+def pressure_refused(labels: CallLabels, reason: str) -> list[Measurement]:
+    return [(c.PRESSURE_REFUSED, (*labels.pressure_key, reason), 1)]
+
+
 def of_stream(obs: StreamSummary) -> Iterator[Measurement]:
     """Everything an ended stream records (the in-flight gauge aside)."""
     key = obs.labels.stream_key
