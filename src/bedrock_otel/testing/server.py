@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import eventstream
+from .quota import Quota, who_is
 from .scenarios import (
     ALL,
     NORMAL,
@@ -175,6 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
         attempt = self.server.owner.attempt_for(scenario, retry_count, self.headers.get(STREAM_HEADER, ""))
         self.server.owner.record(self.path, dict(self.headers), scenario.name, attempt)
         reply = scenario.reply_for(attempt)
+        quota = self.server.owner.quota
+        user_agent = self.headers.get("user-agent", "")
+        wait = quota.admit(body, bedrock, who_is(user_agent)) if quota is not None and streaming else None
+        if wait is not None:
+            reply = quota.throttle(self.path, bedrock, user_agent, wait)
         if reply.json_body is not None or not streaming:
             self._send_json(reply, bedrock)
         else:
@@ -323,9 +329,11 @@ class LoopbackServer(ClientArguments):
     """Serve scenarios on 127.0.0.1 (an ephemeral port by default). Use as a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, scenario: Scenario = NORMAL,
-                 first_event_delay: float = 0.0, event_delay: float = 0.0) -> None:
+                 first_event_delay: float = 0.0, event_delay: float = 0.0, quota: Quota | None = None) -> None:
         """`first_event_delay`/`event_delay`: mean seconds before the first and each later body part (±50%),
-        for realistic time-to-first-chunk figures; 0 (the default) sends at once."""
+        for realistic time-to-first-chunk figures; 0 (the default) sends at once. `quota`: streamed requests over
+        it are throttled, each endpoint its own way (`quota.py`)."""
+        self.quota = quota
         self._httpd = _Server((host, port), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="bedrock-otel-loopback", daemon=True)
