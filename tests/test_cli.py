@@ -281,6 +281,22 @@ def test_demo_with_retry_absorbs_what_fails_once(tmp_path: Path, retry: bool) ->
     assert "in-band retries by error.type (result)" in result.stdout
 
 
+@pytest.mark.heavy  # two quota runs of ~10 s each: once per CI run
+def test_demo_with_pressure_shows_fewer_throttled_attempts_than_retry_alone(tmp_path: Path) -> None:
+    report = tmp_path / "summary.json"
+    result = subprocess.run([CLI, "demo", "--pressure", "--quota-seconds", "4", "--streams", "20", "--port", "0",
+                             "--latency", "0.005", "--json", str(report)],
+                            capture_output=True, text=True, timeout=300, env=child_env())
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| |"))
+    assert header == "| | retry mode | retry + pressure |"
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| throttled attempts per success"))
+    alone, paced = (float(cell) for cell in row.strip("|").split("|")[1:])
+    assert paced < alone / 2, row
+    shown = json.loads(report.read_text())  # the demo's own run was in pressure mode: its sections are there
+    assert {"pressure: attempts that waited, by model", "pressure: attempts refused, by reason"} <= set(shown)
+
+
 # -- doctor ----------------------------------------------------------------------------------------------------
 
 

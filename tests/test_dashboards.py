@@ -275,7 +275,8 @@ def _stays_empty_until_it_happens(board: dict[str, Any], title: str) -> bool:
 def test_every_panel_shows_zero_not_no_data_while_nothing_happens_and_stays_empty_without_telemetry(
         tmp_path: Path) -> None:
     """A healthy system: every rate and count panel shows 0 (not "No data"); only percentiles of what has not
-    happened (retry-after) stay empty, as their descriptions say. No telemetry at all: the 0s go too."""
+    happened (retry-after) and pressure mode's rate and waits (the mode is off) stay empty, as their descriptions
+    say. No telemetry at all: the 0s go too."""
     prometheus_tool("prometheus")
     (board,) = [json.loads(path.read_text()) for path in DASHBOARDS]
     with CapturedTelemetry(prometheus_port=0), LoopbackServer(first_event_delay=0.002) as loopback:
@@ -288,7 +289,7 @@ def test_every_panel_shows_zero_not_no_data_while_nothing_happens_and_stays_empt
             prometheus.wait_for_scrapes(2)
             clean = _query_every_panel(prometheus)
     empty = {name for name, result in clean.items() if not result}
-    assert empty == {name for name in clean if name.startswith("retry-after")}, empty
+    assert empty == {name for name in clean if name.startswith(("retry-after", "Allowed rate", "Waits per"))}, empty
     assert all(_stays_empty_until_it_happens(board, name) for name in empty)
     zeros = [name for name, result in clean.items() if result and ZERO in _expr(board, name)
              and all(float(s["value"][1]) == 0 for s in result)]
@@ -325,7 +326,10 @@ def test_end_to_end_every_panel_returns_data_and_an_alert_fires(tmp_path: Path) 
             prometheus.wait_for_scrapes(2)  # two scrapes after the workload: every new series has two points
 
             results = _query_every_panel(prometheus, primary_only=True)
-            assert all(results.values()), [name for name, result in results.items() if not result]
+            pressure = {name for name in results if name.rsplit(" [", 1)[0] in PRESSURE_PANELS}  # the mode is off
+            assert len(pressure) == 4 and all(not results[name] for name in pressure)
+            assert all(r for name, r in results.items() if name not in pressure), [
+                name for name, result in results.items() if not result and name not in pressure]
 
             for alert in alerts.ALERTS:  # every alert expression evaluates (api() raises on an error)
                 prometheus.query(alert.expr)
@@ -333,6 +337,26 @@ def test_end_to_end_every_panel_returns_data_and_an_alert_fires(tmp_path: Path) 
             assert firing["labels"]["job"] == "bedrock_otel" and firing["labels"]["severity"] == "warning"
             assert firing["labels"]["gen_ai_request_model"] and "rate-limit errors per minute" in \
                 firing["annotations"]["description"]
+
+
+PRESSURE_PANELS = {panel.title for title, panels in dashboard.ROWS if title == "Request pressure" for panel in panels}
+
+
+def test_the_request_pressure_row_returns_data_in_pressure_mode() -> None:
+    """The same faults in pressure mode with a short bound: the allowed rate, the waits and their p95, and the
+    refused attempts all have series of their own."""
+    prometheus_tool("prometheus")
+    with CapturedTelemetry(prometheus_port=0, retry=True, pressure=True, pressure_max_wait=0.3), \
+            LoopbackServer(first_event_delay=0.002) as loopback:
+        endpoint = bedrock_otel.metrics_server()
+        assert endpoint is not None
+        with PrometheusServer([host_port(endpoint.url)]) as prometheus:
+            prometheus.wait_for_scrapes(1)
+            workload.run(loopback, workload.plan(160, E2E_FAULTS, seed=3, clients=workload.CLIENTS), concurrency=8)
+            prometheus.wait_for_scrapes(2)
+            results = _query_every_panel(prometheus, primary_only=True)
+    row = {name: result for name, result in results.items() if name.rsplit(" [", 1)[0] in PRESSURE_PANELS}
+    assert len(row) == 4 and all(row.values()), row
 
 
 def _wait_for_alert(prometheus: PrometheusServer, name: str, timeout: float = 30) -> dict[str, Any]:

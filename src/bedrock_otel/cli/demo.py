@@ -7,6 +7,7 @@ endpoint, and a summary of what was recorded.
     bedrock-otel demo --prometheus             # ... and a local Prometheus scraping it (needs `prometheus`)
     bedrock-otel demo --fault error_first=0.2 --fault truncated=0.1 --streams 1000
     bedrock-otel demo --retry                  # the same faults with retry mode: compare what the app saw
+    bedrock-otel demo --pressure               # first a quota cut, retry mode with and without pressure mode
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                               "matching SDK exception)")
     parser.add_argument("--retry", action="store_true", help="turn on retry mode (a stream that opens with a "
                                                              "retryable in-band error is retried by the SDK)")
+    parser.add_argument("--pressure", action="store_true",
+                        help="turn on pressure mode, and first show it: callers offer 3x a quota cut for "
+                             "--quota-seconds, under retry mode without and with pressure mode, then a table")
+    parser.add_argument("--quota-seconds", type=_seconds, default=15.0,
+                        help="with --pressure: how long the quota is cut in each of the two runs (default 15)")
     parser.add_argument("--serve", action="store_true", help="keep serving /metrics after the run, until Ctrl-C")
     parser.add_argument("--prometheus", action="store_true",
                         help="also start the local Prometheus server scraping the demo (implies --serve)")
@@ -132,6 +138,25 @@ def _traced() -> dict[str, Any]:
     return {"tracer_provider": TracerProvider()}
 
 
+def _show_pressure(cut_s: float) -> None:
+    """The quota simulator (`testing/quota_sim.py`), small: 24 callers, a quota of 10 a second cut for `cut_s`, then
+    restored for 5 s; retry mode alone, then with pressure mode."""
+    from ..testing import quota_sim
+
+    configs = [c for c in quota_sim.CONFIGS if c.name in ("retry mode", "retry + pressure")]
+    print(f"bedrock-otel demo: pressure mode. 24 callers offer 3x a quota of 10 requests a second for {cut_s:g} s "
+          "(HTTP 429 on first-party, rate_limit_error inside HTTP 200 on Bedrock, throttlingException frames and "
+          "429s on boto3), then the quota comes back:")
+    results = []
+    for config in configs:
+        print(f"  {config.name} ...", flush=True)
+        results.append(quota_sim.run(config, quota=10.0, callers=24, warmup_s=2.0, cut_s=cut_s, recovery_s=5.0))
+    print()
+    print(quota_sim.table(results))
+    print("\n  (while cut: goodput against the quota, throttled attempts per successful call, calls that failed, "
+          "latency of the successful ones; then seconds to full rate once the quota is back)\n")
+
+
 def main(args: argparse.Namespace) -> int:
     import prometheus_client
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
@@ -155,8 +180,10 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("bedrock-otel demo: error: the anthropic SDK is not installed: "
                          "pip install 'anthropic[bedrock]'\n")
         return 1
+    if args.pressure:
+        _show_pressure(args.quota_seconds)
     bedrock_otel.instrument(prometheus_port=args.port, prometheus_addr=args.addr, repair=args.repair,
-                            retry=args.retry, **_traced())
+                            retry=args.retry, pressure=args.pressure, **_traced())
     server = bedrock_otel.metrics_server()
     if server is None:
         sys.stderr.write(f"bedrock-otel demo: error: cannot serve /metrics on {args.addr}:{args.port} "

@@ -17,16 +17,18 @@ TOTAL = "total"
 # boto3's APIs get a column each; the Anthropic SDK's Messages API a column per platform (Bedrock and Mantle are
 # one provider)
 BOTO3_COLUMNS = {sc.API_INVOKE: "boto3 invoke", sc.API_CONVERSE: "boto3 converse"}
-# section title -> (instrument, the labels that name a row)
-SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...]]] = {
-    "streams by outcome": (c.STREAMS, (sc.OUTCOME,)),
-    "SSE events by type": (c.STREAM_EVENTS, (sc.EVENT_TYPE,)),
-    "error frames by error.type (source)": (c.ERROR_FRAMES, (sc.ERROR_TYPE, sc.ERROR_SOURCE)),
-    "malformed events by type (reason)": (c.MALFORMED_EVENTS, (sc.EVENT_TYPE, sc.MALFORMED_REASON)),
-    "rate-limit hits by source": (c.RATE_LIMIT_HITS, (sc.RATE_LIMIT_SOURCE,)),
-    "HTTP responses by status": (c.HTTP_RESPONSES, (sc.HTTP_STATUS,)),
-    "in-band retries by error.type (result)": (c.STREAM_RETRIES, (sc.ERROR_TYPE, sc.RETRY_RESULT)),
-    "streams recovered by retry, by model": (c.STREAMS_RECOVERED, (sc.REQUEST_MODEL,)),
+# section title -> (instrument, the labels that name a row, the sample's suffix)
+SECTIONS: dict[str, tuple[c.Instrument, tuple[str, ...], str]] = {
+    "streams by outcome": (c.STREAMS, (sc.OUTCOME,), ""),
+    "SSE events by type": (c.STREAM_EVENTS, (sc.EVENT_TYPE,), ""),
+    "error frames by error.type (source)": (c.ERROR_FRAMES, (sc.ERROR_TYPE, sc.ERROR_SOURCE), ""),
+    "malformed events by type (reason)": (c.MALFORMED_EVENTS, (sc.EVENT_TYPE, sc.MALFORMED_REASON), ""),
+    "rate-limit hits by source": (c.RATE_LIMIT_HITS, (sc.RATE_LIMIT_SOURCE,), ""),
+    "HTTP responses by status": (c.HTTP_RESPONSES, (sc.HTTP_STATUS,), ""),
+    "in-band retries by error.type (result)": (c.STREAM_RETRIES, (sc.ERROR_TYPE, sc.RETRY_RESULT), ""),
+    "streams recovered by retry, by model": (c.STREAMS_RECOVERED, (sc.REQUEST_MODEL,), ""),
+    "pressure: attempts that waited, by model": (c.PRESSURE_WAIT, (sc.REQUEST_MODEL,), "_count"),
+    "pressure: attempts refused, by reason": (c.PRESSURE_REFUSED, (sc.PRESSURE_REASON,), ""),
 }
 TTFC = "time to first chunk (s)"
 QUANTILES = (("p50", 0.5), ("p95", 0.95))
@@ -51,9 +53,9 @@ def summarize(families: Iterable[Any]) -> dict[str, Any]:
         for sample in family.samples:
             by_name.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
     summary: dict[str, Any] = {}
-    for title, (instrument, names) in SECTIONS.items():
+    for title, (instrument, names, suffix) in SECTIONS.items():
         table: Table = {}
-        for labels, value in by_name.get(instrument.prometheus_name, ()):
+        for labels, value in by_name.get(instrument.prometheus_name + suffix, ()):
             if value:
                 cells, key = table.setdefault(_row(labels, names), {}), column(labels)
                 cells[key] = cells.get(key, 0) + value

@@ -104,6 +104,14 @@ ALERTS: tuple[Alert, ...] = (
           f"Rate-limit headroom low: {_where(RESOURCE)} on {_where(PLATFORM)}",
           "Only {{ $value | humanizePercentage }} of the " + _where(RESOURCE) + " rate limit is left on "
           + _where(PLATFORM, REGION) + " (anthropic-ratelimit-* headers), job {{ $labels.job }}."),
+    Alert("BedrockOtelRetryBudgetExhausted",
+          rate(c.PRESSURE_REFUSED, "5m", (JOB, PROVIDER, PLATFORM, MODEL, REGION),
+               **{label(sc.PRESSURE_REASON): sc.REFUSED_RETRY_BUDGET}) + " * 60", ">", 0, "10m", "warning",
+          f"Retry budget exhausted: {_where(MODEL, REGION)}",
+          "Pressure mode has refused {{ $value | humanize }} retries per minute for " + _where(PLATFORM, MODEL, REGION)
+          + " for 10 minutes on end (job {{ $labels.job }}): the calls it refuses fail with the client's typed "
+          "throttling error. The key is over its quota for longer than retries can bridge: raise the quota, "
+          "move load to another region or inference profile, or send less."),
     Alert("BedrockOtelTelemetryExportFailing",
           increase(c.TELEMETRY_DROPPED, "10m", (JOB, INSTANCE), **{label(sc.DROPPED_REASON): sc.DROPPED_EXPORT_FAILED}),
           ">", 0, "10m", "warning",

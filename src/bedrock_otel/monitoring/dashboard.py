@@ -32,7 +32,7 @@ W = "$__rate_interval"  # the rate window Grafana computes from the scrape inter
 OUTCOME, SOURCE, EVENT = label(sc.OUTCOME), label(sc.RATE_LIMIT_SOURCE), label(sc.EVENT_TYPE)
 ERROR_TYPE, ERROR_SOURCE, REASON = label(sc.ERROR_TYPE), label(sc.ERROR_SOURCE), label(sc.MALFORMED_REASON)
 STATUS, RESOURCE, TOKEN = label(sc.HTTP_STATUS), label(sc.RATE_LIMIT_RESOURCE), label(sc.TOKEN_TYPE)
-RESULT = label(sc.RETRY_RESULT)
+RESULT, REASON_REFUSED = label(sc.RETRY_RESULT), label(sc.PRESSURE_REASON)
 # the series that carry exemplars (catalogue): a time series panel querying one shows them, each a link to its trace
 EXEMPLAR_SERIES = tuple(i.prometheus_name for i in c.CATALOG if i.exemplars)
 
@@ -143,6 +143,27 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "recovered " + _legend(MODEL, REGION)),
                (rate(c.STREAM_RETRIES, W, (*BY_MODEL, REGION), dashboard=True, **{RESULT: sc.RETRY_EXHAUSTED}),
                 "exhausted " + _legend(MODEL, REGION))),
+    ]),
+    ("Request pressure", [
+        series("Allowed rate by model and region", "reqps",
+               "Pressure mode (BEDROCK_OTEL_PRESSURE=1): the requests a second each key is paced to after "
+               "throttles; 0 once pacing stopped (nothing waits)." + EMPTY_UNTIL + ": a key's first throttle in "
+               "pressure mode.",
+               (f"max by ({PLATFORM}, {MODEL}, {REGION}) ({selector(c.PRESSURE_RATE, dashboard=True)})",
+                _legend(PLATFORM, MODEL, REGION)), width=8, zero=False),
+        series("Waits per second and wait p95", "short",
+               "Pressure mode: HTTP attempts held back for their key's turn (or a retry-after pause), and how long "
+               "the slowest waited." + EMPTY_UNTIL + ": a wait (pressure mode, after a throttle).",
+               (rate(c.PRESSURE_WAIT, W, (PLATFORM,), dashboard=True, suffix="_count"), "waits/s " + _legend(PLATFORM)),
+               (quantile(0.95, c.PRESSURE_WAIT, W, (PLATFORM,), dashboard=True), "p95 s " + _legend(PLATFORM)),
+               width=8, zero=False),
+        series("Attempts refused per second by reason", "short",
+               "Pressure mode: attempts not made, each a call that got the client's typed throttling error at once. "
+               "retry_budget: a retry over the key's retry budget (as if max_retries were spent; sustained, see the "
+               "BedrockOtelRetryBudgetExhausted alert); max_wait: an attempt whose turn was further away than "
+               "BEDROCK_OTEL_PRESSURE_MAX_WAIT.",
+               (rate(c.PRESSURE_REFUSED, W, (PLATFORM, MODEL, REGION, REASON_REFUSED), dashboard=True),
+                _legend(MODEL, REGION, REASON_REFUSED)), width=8),
     ]),
     ("Stream outcomes", [
         series("Streams per second by outcome", "reqps", "completed, error, truncated (ended without message_stop "
