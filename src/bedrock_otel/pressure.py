@@ -164,14 +164,17 @@ class Pressure:
 
     def before_send(self, key: tuple[str, ...], first: bool, now: float) -> float | None:
         """An attempt is about to be sent: the seconds it waits first, or None: refused, its turn is more than
-        `max_wait` away."""
+        `max_wait` away. One sent now is counted by the send rate here; one that waits, by `sent` after it."""
         state = self.key(key)
         if first:
             state.calls += 1
-        if not state.paced and state.paused_until < now:
-            return 0.0
-        with self.lock:
-            return state.turn(now, self.max_wait)
+        if state.paced or state.paused_until >= now:
+            with self.lock:
+                wait = state.turn(now, self.max_wait)
+            if wait != 0.0:
+                return wait
+        state.clock(now)
+        return 0.0
 
     def sent(self, key: tuple[str, ...], now: float) -> None:
         """The attempt goes now (after its wait): the send rate counts it."""

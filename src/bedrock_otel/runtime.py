@@ -266,11 +266,12 @@ class Runtime:
         client gets instead."""
         if waited is None:
             return self._refused_attempt(ctx, request)
-        pressure = cast(Pressure, self.pressure)
-        try:
-            pressure.sent(ctx.labels.pressure_key, pressure.now() if waited else ctx.turn_at)
-        except Exception:
-            self.internal_error("pressure")
+        if waited:  # (an attempt sent at once was counted when it took its turn)
+            pressure = cast(Pressure, self.pressure)
+            try:
+                pressure.sent(ctx.labels.pressure_key, pressure.now())
+            except Exception:
+                self.internal_error("pressure")
         return None
 
     def _waited(self, ctx: CallContext, started_ns: int, cancelled: bool = False) -> None:

@@ -129,7 +129,8 @@ def _drive(server: LoopbackServer, config: Config, bucket: Quota, result: Result
     stop_at = restored_at + recovery_s
     result.cut = (cut_at, restored_at)
     lock = threading.Lock()
-    boto = make_boto3_client(server, retry_mode=config.boto3_retry_mode, attempts=3)
+    lanes = LANES if _has_boto3() else tuple(lane for lane in LANES if lane[0] not in BOTO3_LANES)
+    boto = make_boto3_client(server, retry_mode=config.boto3_retry_mode, attempts=3) if lanes == LANES else None
 
     def note(lane: str, t0: float, ok: bool) -> None:
         with lock:
@@ -156,7 +157,7 @@ def _drive(server: LoopbackServer, config: Config, bucket: Quota, result: Result
 
         await asyncio.gather(*(caller(i, lane) for i, lane in lanes))
 
-    assigned = [(i, LANES[i % len(LANES)]) for i in range(callers)]
+    assigned = [(i, lanes[i % len(lanes)]) for i in range(callers)]
     threads = [threading.Thread(target=sync_caller, args=(i, lane), daemon=True)
                for i, (lane, mode) in assigned if mode == "sync"]
     asynchronous = [(i, lane) for i, (lane, mode) in assigned if mode == "async"]
@@ -169,6 +170,14 @@ def _drive(server: LoopbackServer, config: Config, bucket: Quota, result: Result
     bucket.set(cut_rate * RESTORED)
     for thread in threads:
         thread.join(timeout=stop_at - time.monotonic() + 120)
+
+
+def _has_boto3() -> bool:
+    try:
+        import boto3  # noqa: F401  (anthropic[bedrock] brings it)
+    except ImportError:
+        return False
+    return True
 
 
 def _request(lane: str, i: int, per_token: bool) -> dict[str, Any]:
