@@ -157,14 +157,15 @@ def test_retry_after_pauses_the_key_and_only_that_key(server: LoopbackServer) ->
     client = anthropic.Anthropic(**server.anthropic_client_kwargs(max_retries=0))
     other = anthropic.AnthropicBedrock(**server.bedrock_client_kwargs(max_retries=0))
     with CapturedTelemetry(pressure=True) as telemetry:
+        assert stream_all(other, "bedrock", "normal") == "ok"  # (its first call imports and signs: not timed)
         assert stream_all(client, "first_party", RETRY_AFTER_1S.name) == "RateLimitError"
-        started = time.monotonic()
+        paused = time.monotonic()
         assert stream_all(other, "bedrock", "normal") == "ok"  # another key: not paused
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - paused < 0.5
         assert stream_all(client, "first_party", "normal") == "ok"
-        assert 0.7 < time.monotonic() - started < 1.5  # the rest of the second retry-after asked for
+        assert 0.9 < time.monotonic() - paused < 1.5  # not sent before the second retry-after asked for
         waited = by_label(telemetry, c.PRESSURE_WAIT, sc.PLATFORM, suffix="_sum")
-        assert list(waited) == ["first_party"] and 0.6 < waited["first_party"] < 1.1
+        assert list(waited) == ["first_party"] and 0.4 < waited["first_party"] < 1.1
         span = telemetry.spans()[-1]
         assert next(e.name for e in span.events) == sc.SPAN_EVENT_PRESSURE_WAIT
 
@@ -308,9 +309,9 @@ def test_a_forked_child_starts_with_a_fresh_budget(server: LoopbackServer, small
         assert attempts(server, FAILING.name) == 3
 
 
-@pytest.mark.heavy  # ~10 s of wall clock: once per CI run
+@pytest.mark.heavy  # ~16 s of wall clock: once per CI run
 def test_pacing_holds_async_and_threaded_callers_alike_and_the_quota_sees_few_throttles() -> None:
-    """Twelve callers (six threads, six asyncio tasks) against a quota of 8 a second for 5 s: with pressure mode
+    """Twelve callers (six threads, six asyncio tasks) against a quota of 8 a second for 8 s: with pressure mode
     the quota is met with far fewer throttled attempts than without."""
 
     def run(settings: dict[str, Any]) -> dict[str, int]:
@@ -318,7 +319,7 @@ def test_pacing_holds_async_and_threaded_callers_alike_and_the_quota_sees_few_th
         with LoopbackServer(quota=quota) as loopback:
             bedrock_otel.instrument(metrics="none", traces=False, **settings)
             try:
-                stop = time.monotonic() + 5.0
+                stop = time.monotonic() + 8.0
 
                 def threaded(provider: str) -> None:
                     client = make_client(loopback, provider, "sync", max_retries=2)
@@ -350,5 +351,5 @@ def test_pacing_holds_async_and_threaded_callers_alike_and_the_quota_sees_few_th
         return dict(quota.counts)
 
     without, paced = run({"retry": True}), run({"retry": True, "pressure": True})
-    assert paced["throttled"] < without["throttled"] / 2
+    assert paced["throttled"] < 0.6 * without["throttled"]  # 0.4 on 2.16.0, 0.55 on 0.25.9 (longer back-off)
     assert paced["admitted"] > 0.8 * without["admitted"]
