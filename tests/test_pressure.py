@@ -168,6 +168,10 @@ def test_retry_after_pauses_the_key_and_only_that_key(server: LoopbackServer) ->
         assert list(waited) == ["first_party"] and 0.4 < waited["first_party"] < 1.1
         span = telemetry.spans()[-1]
         assert next(e.name for e in span.events) == sc.SPAN_EVENT_PRESSURE_WAIT
+    with CapturedTelemetry(pressure=True, span_events="none") as telemetry:  # span events off: none of ours either
+        stream_all(client, "first_party", RETRY_AFTER_1S.name)
+        assert stream_all(client, "first_party", "normal") == "ok" and telemetry.value(WAITS + "_count") == 1
+        assert not [e for span in telemetry.spans() for e in span.events]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -242,7 +246,6 @@ def test_a_cancelled_wait_returns_at_once_gives_its_turn_back_and_sends_nothing(
         assert 0.1 < telemetry.value(WAITS + "_sum") < 0.5
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_keyboard_interrupt_during_a_wait_ends_it_at_once(server: LoopbackServer) -> None:
     client = anthropic.Anthropic(**server.anthropic_client_kwargs(max_retries=0))
     with CapturedTelemetry(pressure=True) as telemetry:
@@ -353,3 +356,23 @@ def test_pacing_holds_async_and_threaded_callers_alike_and_the_quota_sees_few_th
     without, paced = run({"retry": True}), run({"retry": True, "pressure": True})
     assert paced["throttled"] < 0.6 * without["throttled"]  # 0.4 on 2.16.0, 0.55 on 0.25.9 (longer back-off)
     assert paced["admitted"] > 0.8 * without["admitted"]
+
+
+@pytest.mark.parametrize("scenario", ["error_first", "throttled_always"])
+def test_an_in_band_throttle_paces_the_key_without_retry_mode_and_without_recorders(server: LoopbackServer,
+                                                                                    scenario: str) -> None:
+    """No retry mode, no metrics, no traces: the throttle inside the HTTP 200 (a rate_limit_error event, a
+    throttlingException frame) is seen when the stream ends, and the next call on the key waits its turn."""
+    client = anthropic.AnthropicBedrock(**server.bedrock_client_kwargs(max_retries=0))
+    bedrock_otel.instrument(pressure=True, metrics="none", traces=False)
+    assert stream_all(client, "bedrock", "normal") == "ok"
+    started = time.monotonic()
+    assert stream_all(client, "bedrock", "normal") == "ok"
+    unpaced = time.monotonic() - started
+    try:
+        stream_all(client, "bedrock", scenario)  # whatever this SDK makes of it
+    except ValueError:  # before 1.7 an exception frame is the decoder's ValueError
+        pass
+    started = time.monotonic()
+    assert stream_all(client, "bedrock", "normal") == "ok"
+    assert time.monotonic() - started > unpaced + 0.1  # paced at 0.7x the ~6 a second it was sending: ~0.24 s

@@ -22,7 +22,7 @@ from .config import Settings
 from .errors import THROTTLE_STATUSES, THROTTLES
 from .observe import classify
 from .observe.live import LIVE
-from .observe.observer import CALLER_STOPPED, RAISED, SPAN_EVENT_LEVELS, CallContext, StreamObserver
+from .observe.observer import CALLER_STOPPED, ERRORS, RAISED, SPAN_EVENT_LEVELS, CallContext, StreamObserver
 from .observe.retry import Lookahead
 from .pressure import Pressure
 from .telemetry import catalog, measurements
@@ -281,9 +281,7 @@ class Runtime:
                 cast(Pressure, self.pressure).gave_back(ctx.labels.pressure_key)
             waited = (perf_counter_ns() - started_ns) / 1e9
             self.record(measurements.pressure_wait(ctx.labels, waited))
-            span = getattr(ctx, "span", None)
-            if span is not None:
-                span.add_event(sc.SPAN_EVENT_PRESSURE_WAIT, {sc.PRESSURE_WAIT_S: waited})
+            self._span_event(ctx, sc.SPAN_EVENT_PRESSURE_WAIT, {sc.PRESSURE_WAIT_S: waited})
         except Exception:
             self.internal_error("pressure")
 
@@ -299,9 +297,14 @@ class Runtime:
 
     def _refused(self, ctx: CallContext, reason: str) -> None:
         self.record(measurements.pressure_refused(ctx.labels, reason))
-        span = getattr(ctx, "span", None)
-        if span is not None:
-            span.add_event(sc.SPAN_EVENT_PRESSURE_REFUSED, {sc.PRESSURE_REASON: reason, sc.RETRY_ATTEMPT: ctx.attempts})
+        self._span_event(ctx, sc.SPAN_EVENT_PRESSURE_REFUSED,
+                         {sc.PRESSURE_REASON: reason, sc.RETRY_ATTEMPT: ctx.attempts})
+
+    @staticmethod
+    def _span_event(ctx: CallContext, name: str, attributes: dict[str, Any]) -> None:
+        """An event on a streamed call's span, at the level of error frames and retries (BEDROCK_OTEL_SPAN_EVENTS)."""
+        if isinstance(ctx, StreamObserver) and ctx.span is not None and ctx.level >= ERRORS:
+            ctx.span.add_event(name, attributes)
 
     def throttled(self, ctx: CallContext, retry_after: float | None) -> None:
         """A throttle answered the call's latest attempt: the key slows down (and pauses for a `retry-after`)."""
@@ -378,12 +381,12 @@ class Runtime:
     def stream_ended(self, observer: StreamObserver, outcome: str, duration_ns: int) -> None:
         """A stream ended (once): the in-flight gauge goes down, its measurements are recorded and its span ends.
         Uninstrumented while it was open: it closes what it opened (gauge, span) and records nothing more."""
+        if self.pressure is not None and any(error[0] in THROTTLES for error in observer.errors):
+            self.throttled(observer, None)  # in-band, on the stream the caller read
         span = observer.span
         if not self.recorders and span is None:
             return  # nothing records (hooks only)
         summary = observer.summary(outcome, duration_ns)
-        if self.pressure is not None and any(frame[0] in THROTTLES for frame in summary.error_frames):
-            self.throttled(observer, None)  # in-band, on the stream the caller read
         if self.recorders:  # one batch per recorder
             batch = measurements.in_flight(observer.labels, -1)
             if ACTIVE is self:
