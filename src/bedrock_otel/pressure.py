@@ -15,13 +15,13 @@ grows to up to (1 + max_retries) times what the application asks for, and more c
   in-band `rate_limit_error` or `overloaded_error`, a `throttlingException` frame) is paced: its rate falls to
   `BETA` times the rate it was sending at, then climbs back along a cubic curve with every success. Only a
   throttle of an attempt let go after the rate last fell lowers it again (TCP's rule, one decrease per round
-  trip): 48 calls throttled at once are one signal, not 48.
+  trip): 48 calls throttled at once are one signal, not 48. Turns are spaced at the allowed rate (no burst).
   Pacing stops once the rate has climbed to twice the one that met the last throttle with no throttle since. A
-  `retry-after` pauses the key for that long. A request waits for its turn before it is sent, at most
-  `pressure_max_wait` seconds. One whose turn is further away is not sent: the client gets the throttle the
-  quota would have answered (HTTP 429, not to be retried) at once, as the server would have throttled it.
+  `retry-after` pauses the key for that long (at most `PAUSE_CAP`). A request waits for its turn before it is
+  sent, at most `pressure_max_wait` seconds. One whose turn is further away is not sent: the client gets the
+  throttle the quota would have answered (HTTP 429, not to be retried) at once.
 
-With no throttle in sight a request costs a dictionary lookup and a counter: nothing waits.
+With no throttle in sight an attempt costs a dictionary lookup, a counter and the send-rate clock: nothing waits.
 """
 
 from __future__ import annotations
