@@ -11,7 +11,6 @@ Used by `benchmarks/pressure.py` (the comparison table) and `bedrock-otel demo -
 from __future__ import annotations
 
 import asyncio
-import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,7 +62,8 @@ class Result:
     throttled: dict[str, int] = field(default_factory=dict)  # by caller kind: sdk, boto3
 
     def figures(self, lanes: tuple[str, ...] | None = None) -> dict[str, float | None]:
-        """The comparison's figures, over the calls started while the quota was cut (of `lanes`, if given)."""
+        """The comparison's figures, over the calls started while the quota was cut (of `lanes`, if given); the
+        throttled attempts are all the quota throttled, which it does only while cut (restored, it is 10x)."""
         start, end = self.cut
         during = [c for c in self.calls if start <= c.started < end and (lanes is None or c.lane in lanes)]
         ok = [c for c in during if c.ok]
@@ -223,7 +223,3 @@ def table(results: list[Result], lanes: tuple[str, ...] | None = None) -> str:
         cells = ["—" if v is None else f"{v:.0f}" if name == "failed calls" else f"{v:.2f}" for v in values]
         rows.append(f"| {name} | {' | '.join(cells)} |")
     return "\n".join(rows)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
